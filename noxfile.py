@@ -1,0 +1,108 @@
+"""Developer sessions: ``nox -s tests`` runs the whole suite (core, server, train, livekit, pipecat)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+# ../shared/data holds the training / benchmark corpora; sessions that use it pass --data.
+DATA = Path(os.environ.get("CAESURA_DATA", ROOT.parent / "shared" / "data"))
+TORCH = "torch==2.13.0"  # a local CPU wheel; an unpinned torch pulls GBs of CUDA packages
+LIVEKIT = "livekit-agents==1.8.9"
+PIPECAT = "pipecat-ai==1.14.0"
+
+SUITES = {
+    # suite: (pip install arguments, pytest paths)
+    "core": ([".[test,files,server]"], ["tests/core", "tests/server"]),
+    "train": ([TORCH, ".[test,files,train]", "silero-vad==6.2.3"], ["tests/train"]),
+    "livekit": (
+        [".[test,files]", "-e", "plugins/livekit", LIVEKIT, "livekit-plugins-silero==1.8.9"],
+        ["tests/livekit"],
+    ),
+    "pipecat": ([".[test,files]", "-e", "plugins/pipecat", f"{PIPECAT}"], ["tests/pipecat"]),
+}
+
+
+@nox.session
+@nox.parametrize("suite", list(SUITES))
+def tests(session: nox.Session, suite: str) -> None:
+    """The whole test suite, one virtualenv per suite (core tests run with no framework)."""
+    install, paths = SUITES[suite]
+    paths = [p for p in paths if (ROOT / p).exists()]
+    if not paths:
+        session.skip(f"no tests for suite {suite!r} yet")
+    session.install(*install)
+    session.run("pytest", *paths, *session.posargs, env={"CAESURA_DATA": str(DATA)})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy>=1.11", ".[files,server]", "types-psutil")
+    session.run("mypy")
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Our probabilities and timestamps against silero-vad's own code (torch CPU wheel)."""
+    session.install(TORCH, "silero-vad==6.2.3", ".[test,files]")
+    session.run(
+        "pytest", "tests/parity", *session.posargs, env={"CAESURA_DATA": str(DATA)}
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed and quality benchmarks, each printing ratios against peers measured in the same run."""
+    session.install(
+        TORCH,
+        "silero-vad==6.2.3",
+        ".[bench,files]",
+        "-e",
+        "plugins/livekit",
+        "-e",
+        "plugins/pipecat",
+        LIVEKIT,
+        "livekit-plugins-silero==1.8.9",
+        f"{PIPECAT}",
+    )
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        if script.name.startswith("_"):
+            continue
+        session.run("python", str(script), "--data", str(DATA), *session.posargs)
+
+
+@nox.session
+def train(session: nox.Session) -> None:
+    """Train the shipped end-of-turn model: ``nox -s train -- --data ../shared/data``."""
+    session.install(TORCH, ".[train,files]")
+    args = session.posargs or ["--data", str(DATA)]
+    session.run("python", "-m", "caesura.train", *args)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("mkdocs-material>=9.5", "mkdocstrings[python]>=0.25", ".[files]")
+    session.run("mkdocs", "build", "--strict")
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    session.install("build", "twine")
+    session.run("python", "-m", "build", "--outdir", "dist", ".")
+    for plugin in ("plugins/livekit", "plugins/pipecat"):
+        if (ROOT / plugin / "pyproject.toml").exists():
+            session.run("python", "-m", "build", "--outdir", "dist", plugin)
+    session.run("twine", "check", "dist/*")
