@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from caesura._version import __version__
+from caesura.audio import decode_wav, pcm16_bytes_to_float32, read_audio, validate_audio
 from caesura.errors import (
     AudioDecodeError,
     CaesuraError,
@@ -15,17 +16,68 @@ from caesura.errors import (
     UnsupportedModelError,
     UnsupportedSampleRateError,
 )
+from caesura.turn import (
+    Backchannel,
+    EndOfTurn,
+    FlushSTT,
+    Interruption,
+    ProgressiveAudio,
+    SpeechStarted,
+    SpeechStopped,
+    TurnEngine,
+    TurnEvent,
+    TurnOptions,
+    TurnPhase,
+    TurnReopened,
+)
+from caesura.vad.model import SileroVAD, VADStream
+from caesura.vad.offline import speech_timestamps
+from caesura.vad.segmenter import (
+    EnergyGate,
+    Segmenter,
+    SegmenterOptions,
+    SpeechEnd,
+    SpeechStart,
+    VADWindow,
+)
+from caesura.vad.session import VADSession
 
 __all__ = [
     "AudioDecodeError",
+    "Backchannel",
     "CaesuraError",
+    "EndOfTurn",
+    "EnergyGate",
+    "FlushSTT",
+    "Interruption",
     "InvalidAudioError",
     "InvalidOptionError",
     "MissingDependencyError",
     "ModelError",
     "ModelIntegrityError",
+    "ProgressiveAudio",
+    "Segmenter",
+    "SegmenterOptions",
+    "SileroVAD",
+    "SpeechEnd",
+    "SpeechStart",
+    "SpeechStarted",
+    "SpeechStopped",
+    "TurnEngine",
+    "TurnEvent",
+    "TurnOptions",
+    "TurnPhase",
+    "TurnReopened",
     "UnsupportedLanguageError",
     "UnsupportedModelError",
     "UnsupportedSampleRateError",
+    "VADSession",
+    "VADStream",
+    "VADWindow",
     "__version__",
+    "decode_wav",
+    "pcm16_bytes_to_float32",
+    "read_audio",
+    "speech_timestamps",
+    "validate_audio",
 ]

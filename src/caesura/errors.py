@@ -12,6 +12,7 @@ __all__ = [
     "CaesuraError",
     "InvalidAudioError",
     "InvalidOptionError",
+    "LabelFileError",
     "MissingDependencyError",
     "ModelError",
     "ModelIntegrityError",
@@ -39,6 +40,18 @@ class AudioDecodeError(InvalidAudioError):
 
 class InvalidOptionError(CaesuraError, ValueError):
     """An option outside its valid range (negative duration, threshold outside [0, 1], ...)."""
+
+
+class LabelFileError(CaesuraError, ValueError):
+    """A reference-label file (RTTM, Audacity, CSV) that is missing or malformed.
+
+    The message names the file and, when known, the 1-based line; both are also attributes.
+    """
+
+    def __init__(self, message: str, *, path: object = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
 
 
 class UnsupportedLanguageError(CaesuraError, ValueError):

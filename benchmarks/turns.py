@@ -1,0 +1,380 @@
+"""End-of-turn policies on Switchboard test, eot-bench protocol (DESIGN.md "Measuring end of turn").
+
+    python benchmarks/turns.py --data ../shared/data [--lags 0,0.3,0.5] [--max-conversations N]
+
+Decision points (caesura.train.switchboard): every within-turn pause of 0.2-5 s is a HOLD,
+every non-overlapped turn-end gap an END. At each pause a policy is queried every 0.1 s of
+silence (0.1 ... 3.5 s), seeing only the words whose end time is at least ``lag`` before the
+query. A policy (threshold, action delay 0.2-1.0 s, timeout 1.0-3.5 s) fires at the first
+query >= its action delay whose score passes the threshold, else at its timeout. A HOLD is
+cut off when the policy fires before the speaker resumes; END latency is the firing time.
+Every policy family is swept and its best operating points are reported:
+
+* false cut-off rate at mean END latency budgets of 300 and 600 ms,
+* mean END latency at false cut-off budgets of 5% and 10%,
+* ROC-AUC of END vs HOLD on the word score once the last word is visible (q = max(lag, 0.1 s)),
+
+side by side with the relative change against silence-only (a fixed delay) run through the
+same harness. Families:
+
+* ``silence``: fixed delay (no words);
+* ``lexical``: the last-word heuristic ``caesura.turn.lexical_end_probability`` (constant in t);
+* ``lexical+fusion``: the same, fused with the silence elapsed (``caesura.turn.fusion``);
+* ``model`` / ``model+fusion``: the end-of-turn model (``caesura.eot.EndOfTurnModel``), when
+  one is installed (or ``--scorer none`` to skip it).
+
+Model scores are computed once per distinct visible context (a pause has one or two across
+all queries and lags) and batched through ``predict_many``; ``--cache FILE`` keeps them across
+runs. Exits 0 with a message when the data folder is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import pickle
+import random
+import sys
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from caesura.train.switchboard import (
+    conversation_turns,
+    decision_points,
+    load_conversations,
+    visible_turns,
+)
+from caesura.turn.fusion import PauseSurvival
+from caesura.turn.lexical import lexical_end_probability
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY_STEP = 0.1
+QUERIES = np.round(np.arange(1, 36) * QUERY_STEP, 6)  # 0.1 ... 3.5 s
+ACTION_DELAYS = np.round(np.arange(2, 11) * QUERY_STEP, 6)  # 0.2 ... 1.0 s
+TIMEOUTS = np.round(np.arange(10, 36) * QUERY_STEP, 6)  # 1.0 ... 3.5 s
+LAT_BUDGETS = (0.3, 0.6)
+CUT_BUDGETS = (0.05, 0.10)
+
+log = logging.getLogger("benchmarks.turns")
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def load_points(data: Path, split: str, max_convs: int | None, seed: int):
+    convs = load_conversations(data / "eot" / "switchboard" / f"{split}.tsv.gz")
+    if max_convs is not None and max_convs < len(convs):
+        rng = random.Random(seed)
+        convs = sorted(rng.sample(convs, max_convs), key=lambda c: c.conv)
+    points = []
+    for conv in convs:
+        turns = conversation_turns(conv)
+        for p in decision_points(conv, turns):
+            points.append((turns, p))
+    return convs, points
+
+
+def contexts_for(points, lag: float):
+    """Per point: a list over QUERIES of context keys, plus the key -> turns mapping."""
+    keys: list[list[int]] = []
+    ctx_of: dict[tuple, int] = {}
+    ctx_list: list[tuple[tuple[str, str], ...]] = []
+    for turns, p in points:
+        cur = turns[p.turn_index]
+        cur_ends = [w.end for w in cur.words[: p.word_index + 1]]
+        prev_ends = [w.end for w in turns[p.turn_index - 1].words] if p.turn_index else []
+        row: list[int] = []
+        last_sig = None
+        last_id = -1
+        for q in QUERIES:
+            t = p.start + q - lag + 1e-6
+            sig = (bisect_right(cur_ends, t), bisect_right(prev_ends, t))
+            if sig != last_sig:
+                vis = tuple(visible_turns(turns, p, query_time=p.start + q, lag=lag))
+                cid = ctx_of.get(vis)
+                if cid is None:
+                    cid = len(ctx_list)
+                    ctx_of[vis] = cid
+                    ctx_list.append(vis)
+                last_sig, last_id = sig, cid
+            row.append(last_id)
+        keys.append(row)
+    return np.asarray(keys, dtype=np.int64), ctx_list
+
+
+def as_chat(vis: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"role": "user" if r == "user" else "assistant", "content": t} for r, t in vis]
+
+
+# ------------------------------------------------------------------------------ scorers
+
+
+def score_contexts(
+    ctx_list, scorer: Callable[[list[dict[str, str]]], float] | None, model, cache: dict
+) -> np.ndarray:
+    out = np.empty(len(ctx_list), dtype=np.float64)
+    todo: list[int] = []
+    for i, vis in enumerate(ctx_list):
+        if not vis[-1][1]:  # nothing of the user's turn visible yet: no opinion
+            out[i] = 0.5
+        elif vis in cache:
+            out[i] = cache[vis]
+        elif scorer is not None:
+            out[i] = cache[vis] = scorer(as_chat(vis))
+        else:
+            todo.append(i)
+    if todo:
+        t0 = time.perf_counter()
+        batch = 256
+        for b in range(0, len(todo), batch):
+            idx = todo[b : b + batch]
+            probs = model.predict_many([as_chat(ctx_list[i]) for i in idx])
+            for i, pr in zip(idx, probs, strict=True):
+                out[i] = cache[ctx_list[i]] = float(pr)
+            if b and b % (batch * 40) == 0:
+                log.info("  model: %d/%d contexts (%.0f s)", b, len(todo), time.perf_counter() - t0)
+        log.info("  model: %d contexts in %.1f s", len(todo), time.perf_counter() - t0)
+    return out
+
+
+def fused(p_words: np.ndarray, logit_scale: float = 1.0) -> np.ndarray:
+    surv = PauseSurvival.default()
+    log_s = np.log([surv.hold(float(q)) for q in QUERIES])
+    p = np.clip(p_words, 1e-6, 1 - 1e-6)
+    z = logit_scale * np.log(p / (1 - p)) - log_s[None, :]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    allv = np.concatenate([pos, neg])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(allv.size, dtype=np.float64)
+    sorted_v = allv[order]
+    # average ranks for ties
+    i = 0
+    n = allv.size
+    while i < n:
+        j = i
+        while j + 1 < n and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    r_pos = ranks[: pos.size].sum()
+    return float((r_pos - pos.size * (pos.size + 1) / 2.0) / (pos.size * neg.size))
+
+
+def sweep(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, n_thr: int = 120):
+    """All (mean END latency, HOLD cut-off rate, params) of threshold x delay x timeout."""
+    nq = QUERIES.size
+    qs = np.append(QUERIES, np.inf)
+    flat = scores.reshape(-1)
+    thr = np.unique(np.quantile(flat, np.linspace(0.0, 1.0, n_thr)))
+    thr = np.concatenate([thr, [np.inf]])
+    hold = ~is_end
+    dur_h = dur[hold]
+    ops = []
+    ar = np.arange(nq)
+    for th in thr:
+        b = scores >= th
+        idx = np.where(b, ar[None, :], nq)
+        nxt = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
+        for a in ACTION_DELAYS:
+            ka = round(a / QUERY_STEP) - 1
+            first = qs[nxt[:, ka]]
+            fire = np.minimum(first[:, None], TIMEOUTS[None, :])  # points x timeouts
+            lat = fire[is_end].mean(axis=0)
+            cut = (fire[hold] < dur_h[:, None] - 1e-9).mean(axis=0)
+            for j, to in enumerate(TIMEOUTS):
+                ops.append((float(lat[j]), float(cut[j]), float(th), float(a), float(to)))
+    return ops
+
+
+def silence_ops(is_end: np.ndarray, dur: np.ndarray):
+    dur_h = dur[~is_end]
+    return [(float(d), float((d < dur_h - 1e-9).mean()), 0.0, float(d), float(d)) for d in QUERIES]
+
+
+def summarise(ops) -> dict:
+    arr = np.asarray([(o[0], o[1]) for o in ops])
+    out: dict = {}
+    for b in LAT_BUDGETS:
+        ok = arr[:, 0] <= b + 1e-9
+        if ok.any():
+            i = int(np.flatnonzero(ok)[arr[ok, 1].argmin()])
+            out[f"cut@{int(b * 1000)}ms"] = (arr[i, 1], ops[i])
+        else:
+            out[f"cut@{int(b * 1000)}ms"] = (math.nan, None)
+    for c in CUT_BUDGETS:
+        ok = arr[:, 1] <= c + 1e-9
+        if ok.any():
+            i = int(np.flatnonzero(ok)[arr[ok, 0].argmin()])
+            out[f"lat@{int(c * 100)}%"] = (arr[i, 0], ops[i])
+        else:
+            out[f"lat@{int(c * 100)}%"] = (math.nan, None)
+    return out
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def load_model(kind: str):
+    if kind in ("none", "heuristic"):
+        return None
+    try:
+        from caesura.eot import EndOfTurnModel  # noqa: PLC0415  (optional: may not exist)
+    except ImportError as exc:
+        if kind == "model":
+            raise SystemExit(f"the end-of-turn model is not available: {exc}") from exc
+        log.warning("no caesura.eot.EndOfTurnModel yet (%s): lexical policies only", exc)
+        return None
+    try:
+        return EndOfTurnModel.load()
+    except Exception as exc:  # a missing bundled model is not fatal in auto mode
+        if kind == "model":
+            raise
+        log.warning("EndOfTurnModel.load() failed (%s): lexical policies only", exc)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("CAESURA_DATA", ROOT.parent / "shared" / "data")),
+    )
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--lags", default="0,0.3,0.5")
+    ap.add_argument("--max-conversations", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scorer", choices=("auto", "model", "heuristic", "none"), default="auto")
+    ap.add_argument("--logit-scale", type=float, default=1.0, help="model log-odds scale in fusion")
+    ap.add_argument("--cache", type=Path, default=None, help="pickle of model scores per context")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    sw = args.data / "eot" / "switchboard" / f"{args.split}.tsv.gz"
+    if not sw.is_file():
+        print(f"skipping benchmarks/turns.py: Switchboard data not found at {sw} (pass --data)")
+        return 0
+    lags = [float(x) for x in args.lags.split(",")]
+    t0 = time.perf_counter()
+    convs, points = load_points(args.data, args.split, args.max_conversations, args.seed)
+    is_end = np.asarray([p.label == "END" for _, p in points])
+    dur = np.asarray([p.duration for _, p in points])
+    log.info(
+        "%s: %d conversations, %d HOLD, %d END (%.1f s)",
+        args.split,
+        len(convs),
+        int((~is_end).sum()),
+        int(is_end.sum()),
+        time.perf_counter() - t0,
+    )
+    model = load_model(args.scorer)
+    model_name = getattr(model, "name", None) or type(model).__name__ if model is not None else None
+    cache: dict = {}
+    if args.cache is not None and args.cache.is_file():
+        with args.cache.open("rb") as fh:
+            cache = pickle.load(fh)
+        log.info("loaded %d cached model scores from %s", len(cache), args.cache)
+
+    results: dict = {
+        "split": args.split,
+        "conversations": len(convs),
+        "holds": int((~is_end).sum()),
+        "ends": int(is_end.sum()),
+        "model": model_name,
+        "lags": {},
+    }
+    for lag in lags:
+        t1 = time.perf_counter()
+        keys, ctx_list = contexts_for(points, lag)
+        k_auc = round(max(lag, QUERY_STEP) / QUERY_STEP) - 1
+        fams: dict[str, tuple[list, float]] = {}
+        fams["silence"] = (silence_ops(is_end, dur), 0.5)
+        lex = score_contexts(ctx_list, lexical_end_probability, None, {})[keys]
+        a_lex = auc(lex[is_end, k_auc], lex[~is_end, k_auc])
+        fams["lexical"] = (sweep(lex, is_end, dur), a_lex)
+        fams["lexical+fusion"] = (sweep(fused(lex), is_end, dur), a_lex)
+        if model is not None:
+            pm = score_contexts(ctx_list, None, model, cache)[keys]
+            a_m = auc(pm[is_end, k_auc], pm[~is_end, k_auc])
+            fams["model"] = (sweep(pm, is_end, dur), a_m)
+            fams["model+fusion"] = (sweep(fused(pm, args.logit_scale), is_end, dur), a_m)
+            if args.cache is not None:
+                with args.cache.open("wb") as fh:
+                    pickle.dump(cache, fh)
+        log.info(
+            "lag %.1f s: %d contexts, swept in %.1f s", lag, len(ctx_list), time.perf_counter() - t1
+        )
+        results["lags"][str(lag)] = {
+            name: {
+                "auc": a,
+                **{k: {"value": v, "policy": pol} for k, (v, pol) in summarise(ops).items()},
+            }
+            for name, (ops, a) in fams.items()
+        }
+    print_table(results)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _fmt(metric: str, v: float, base: float) -> str:
+    if math.isnan(v):
+        return "n/a"
+    rel = (v - base) / base * 100.0 if base and not math.isnan(base) else math.nan
+    val = f"{v * 100:.1f}%" if metric.startswith("cut") else f"{v * 1000:.0f} ms"
+    return val if metric == "silence" else f"{val} ({rel:+.0f}%)"
+
+
+def print_table(results: dict) -> None:
+    metrics = ["cut@300ms", "cut@600ms", "lat@5%", "lat@10%"]
+    print()
+    print(
+        f"Switchboard {results['split']}: {results['conversations']} conversations, "
+        f"{results['holds']} HOLD, {results['ends']} END; model: {results['model']}"
+    )
+    for lag, fams in results["lags"].items():
+        print(f"\n### lag {float(lag):.1f} s\n")
+        print(
+            "| policy | cut-off @300 ms | cut-off @600 ms | latency @5% | latency @10% | ROC-AUC |"
+        )
+        print("|---|---|---|---|---|---|")
+        base = fams["silence"]
+        for name, r in fams.items():
+            cells = []
+            for m in metrics:
+                v = r[m]["value"]
+                if name == "silence":
+                    cells.append(
+                        _fmt("cut" if m.startswith("cut") else "lat", v, 0.0).split(" (")[0]
+                    )
+                else:
+                    cells.append(_fmt(m, v, base[m]["value"]))
+            print(f"| {name} | " + " | ".join(cells) + f" | {r['auc']:.3f} |")
+        print()
+        for name, r in fams.items():
+            if name == "silence":
+                continue
+            pols = []
+            for m in metrics:
+                pol = r[m]["policy"]
+                if pol is not None:
+                    pols.append(f"{m}: thr={pol[2]:.3f} delay={pol[3]:.1f} timeout={pol[4]:.2f}")
+            print(f"- {name}: " + "; ".join(pols))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The async boundary: one inference thread per loaded model, batching every stream's windows.
+
+Every :class:`~livekit.plugins.caesura.VADStream` in the process hands its audio to the
+:class:`BatchWorker` of its model and awaits the probabilities. The worker thread takes all the
+chunks submitted since its last run, feeds each to its core stream and scores every ready
+window with one :meth:`caesura.vad.SileroVAD.infer_ready` call (bit-identical to scoring each
+stream alone), then resolves each submitter's future on the submitter's own event loop. While a
+batch runs, new submissions queue up and form the next batch, so 32 concurrent streams cost far
+fewer model calls than 32 independent executors -- and the event loop never runs inference.
+
+A core stream is only ever touched by the worker thread while one of its jobs is in flight,
+and by its owner otherwise (the owner awaits each job before submitting the next), so the
+core's one-thread-at-a-time rule holds. :meth:`BatchWorker.release` closes a stream safely even
+when its owner was cancelled mid-job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from caesura.vad import SileroVAD
+from caesura.vad import VADStream as CoreStream
+
+from .log import logger
+
+__all__ = ["BatchResult", "BatchWorker", "worker_for"]
+
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Probabilities of the windows a chunk completed, and how long the job took."""
+
+    probabilities: Float32Array
+    #: Seconds from submission to the result being ready (queueing + inference).
+    latency: float
+    #: Streams scored together in the model call that produced this result.
+    batch_size: int
+
+
+@dataclass(eq=False)
+class _Job:
+    stream: CoreStream
+    chunk: npt.NDArray[Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[BatchResult]
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class BatchWorker:
+    """A daemon thread running batched inference for every stream of one :class:`SileroVAD`."""
+
+    def __init__(self, model: SileroVAD) -> None:
+        self._model = model
+        self._cond = threading.Condition()
+        self._queue: list[_Job] = []
+        self._in_flight: set[int] = set()  # id() of core streams in the running batch
+        self._to_close: dict[int, CoreStream] = {}
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # model calls made (for benchmarks and tests)
+        self.jobs = 0  # chunks processed
+
+    @property
+    def model(self) -> SileroVAD:
+        return self._model
+
+    def submit(self, stream: CoreStream, chunk: npt.NDArray[Any]) -> asyncio.Future[BatchResult]:
+        """Queue ``chunk`` for ``stream``; the future resolves on the calling loop."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[BatchResult] = loop.create_future()
+        with self._cond:
+            self._ensure_thread()
+            self._queue.append(_Job(stream, chunk, loop, fut))
+            self._cond.notify()
+        return fut
+
+    def release(self, stream: CoreStream) -> None:
+        """Close ``stream`` now, or right after the batch it is part of, and drop its queue."""
+        with self._cond:
+            self._queue = [j for j in self._queue if j.stream is not stream]
+            if id(stream) in self._in_flight:
+                self._to_close[id(stream)] = stream
+                return
+        stream.close()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._run, name="caesura-vad-inference", daemon=True
+            )
+            self._thread.start()
+
+    def _take_batch(self) -> list[_Job]:
+        """At most one job per stream (a later chunk of the same stream waits its turn)."""
+        batch: list[_Job] = []
+        rest: list[_Job] = []
+        seen: set[int] = set()
+        for job in self._queue:
+            if job.future.cancelled():
+                continue
+            if id(job.stream) in seen:
+                rest.append(job)
+            else:
+                seen.add(id(job.stream))
+                batch.append(job)
+        self._queue = rest
+        self._in_flight = seen
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch = self._take_batch()
+            try:
+                if batch:
+                    self._process(batch)
+            except BaseException:  # pragma: no cover - a bug here must not kill the thread
+                logger.exception("caesura VAD inference thread failed")
+            finally:
+                with self._cond:
+                    self._in_flight = set()
+                    closing, self._to_close = self._to_close, {}
+                for s in closing.values():
+                    s.close()
+
+    def _process(self, batch: list[_Job]) -> None:
+        ready: list[_Job] = []
+        for job in batch:
+            try:
+                job.stream.feed(job.chunk)
+            except Exception as exc:  # invalid audio, closed stream: that job alone fails
+                _resolve(job, exc)
+            else:
+                ready.append(job)
+        if not ready:
+            return
+        try:
+            probs = self._model.infer_ready([j.stream for j in ready])
+        except Exception as exc:
+            for job in ready:
+                _resolve(job, exc)
+            return
+        self.batches += 1
+        self.jobs += len(ready)
+        done = time.perf_counter()
+        for job, p in zip(ready, probs, strict=True):
+            _resolve(job, BatchResult(p, done - job.submitted, len(ready)))
+
+
+def _set(fut: asyncio.Future[BatchResult], value: BatchResult | BaseException) -> None:
+    if fut.done():
+        return
+    if isinstance(value, BaseException):
+        fut.set_exception(value)
+    else:
+        fut.set_result(value)
+
+
+def _resolve(job: _Job, value: BatchResult | BaseException) -> None:
+    with contextlib.suppress(RuntimeError):  # the submitter's loop is already closed
+        job.loop.call_soon_threadsafe(_set, job.future, value)
+
+
+_WORKERS: weakref.WeakKeyDictionary[SileroVAD, BatchWorker] = weakref.WeakKeyDictionary()
+_WORKERS_LOCK = threading.Lock()
+
+
+def worker_for(model: SileroVAD) -> BatchWorker:
+    """The process-wide worker of ``model`` (created on first use)."""
+    with _WORKERS_LOCK:
+        worker = _WORKERS.get(model)
+        if worker is None:
+            worker = BatchWorker(model)
+            _WORKERS[model] = worker
+        return worker

@@ -1,0 +1,12 @@
+"""caesura for Pipecat: a drop-in Silero ``VADAnalyzer`` and a transcript-aware turn stop strategy."""
+
+from __future__ import annotations
+
+from pipecat_caesura._version import __version__
+from pipecat_caesura.vad import CaesuraVADAnalyzer, SharedVADBatcher
+
+__all__ = [
+    "CaesuraVADAnalyzer",
+    "SharedVADBatcher",
+    "__version__",
+]

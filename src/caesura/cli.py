@@ -1,0 +1,434 @@
+"""The ``caesura`` console script.
+
+Subcommands live in a small registry (:data:`COMMANDS`): each entry names a module that
+provides ``configure(parser)`` (add arguments to the subcommand's ``argparse`` parser) and
+``run(args) -> int`` (the exit status). A module is imported only when its subcommand is the
+one being run, so ``caesura segment`` never imports the server extra. To add a subcommand::
+
+    COMMANDS["serve"] = Command("caesura.server.cli", "run the VAD / turn-detection server")
+
+``caesura segment PATH...`` -- speech segments of audio files and folders (recursive: WAV,
+FLAC, OGG) as JSON (default), CSV or RTTM. A file that cannot be read is reported on stderr and
+the others are still processed; the exit status is 1 when any file failed, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from caesura._version import __version__
+from caesura.audio import read_audio
+from caesura.errors import CaesuraError
+from caesura.vad.model import SileroVAD
+from caesura.vad.offline import TimestampOptions, speech_timestamps
+
+__all__ = ["AUDIO_SUFFIXES", "COMMANDS", "Command", "configure", "main", "run"]
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes picked up when a folder is given (case-insensitive).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``module`` provides ``configure(parser)`` and ``run(args) -> int``."""
+
+    module: str
+    help: str
+
+
+#: Subcommand registry, in ``--help`` order.
+COMMANDS: dict[str, Command] = {
+    "segment": Command("caesura.cli", "speech segments of audio files and folders"),
+    "tune": Command(
+        "caesura.tune", "pick threshold, hangover, pre-roll and min speech from labelled audio"
+    ),
+    "bench": Command("caesura.bench", "run the speed and quality benchmarks, write reports"),
+    "serve": Command(
+        "caesura.server.cli", "run the EchoKit-compatible VAD / turn-detection server"
+    ),
+}
+
+
+class _CommandModule(Protocol):
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+
+
+def _selected(argv: Sequence[str]) -> str | None:
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The top-level parser; only the selected subcommand's module is imported."""
+    parser = argparse.ArgumentParser(
+        prog="caesura",
+        description="Is the user speaking now, and are they done? Streaming Silero VAD and "
+        "end-of-turn detection for voice agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"caesura {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = _selected(argv)
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        if name == chosen:
+            module: _CommandModule = importlib.import_module(cmd.module)
+            module.configure(p)
+            p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the console script; returns the exit status (also used by ``python -m``)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(int(args.verbose), 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    runner: Callable[[argparse.Namespace], int] | None = getattr(args, "_run", None)
+    if runner is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(runner(args))
+    except CaesuraError as exc:
+        print(f"caesura {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# --------------------------------------------------------------------------------------------
+# caesura segment
+# --------------------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``caesura segment`` (defaults: silero-vad's ``get_speech_timestamps``)."""
+    d = TimestampOptions()
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=("json", "csv", "rttm"),
+        default="json",
+        help="output format (default: json)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="output file, or a folder (existing, or ending in '/') for one file per input; "
+        "default: stdout",
+    )
+    g = parser.add_argument_group("VAD options")
+    g.add_argument("--threshold", type=float, default=d.threshold, help="speech threshold")
+    g.add_argument(
+        "--neg-threshold",
+        type=float,
+        default=None,
+        help="exit threshold (default: max(threshold - 0.15, 0.01))",
+    )
+    g.add_argument("--min-speech-ms", type=float, default=d.min_speech_duration_ms)
+    g.add_argument("--min-silence-ms", type=float, default=d.min_silence_duration_ms)
+    g.add_argument("--speech-pad-ms", type=float, default=d.speech_pad_ms)
+    g.add_argument(
+        "--max-speech-s",
+        type=float,
+        default=d.max_speech_duration_s,
+        help="split longer segments at their longest pause (default: no limit)",
+    )
+    g.add_argument(
+        "--compat",
+        choices=("silero",),
+        default=None,
+        help="reproduce silero-vad's get_speech_timestamps exactly (reference model path; "
+        "8/16 kHz and multiples of 16 kHz only)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@dataclass
+class _Result:
+    path: Path
+    rel: Path
+    sample_rate: int
+    num_samples: int
+    segments: list[dict[str, float]]
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+def _discover(paths: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]], bool]:
+    """(files with their path relative to the given root, missing paths, any folder given)."""
+    files: list[tuple[Path, Path]] = []
+    missing: list[tuple[str, str]] = []
+    folder = False
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            folder = True
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
+            )
+            if not found:
+                missing.append((raw, "no .wav/.flac/.ogg files in this folder"))
+            files.extend((f, f.relative_to(p)) for f in found)
+        elif p.is_file():
+            files.append((p, Path(p.name)))
+        else:
+            missing.append((raw, "no such file or directory"))
+    return files, missing, folder
+
+
+class _Progress:
+    """tqdm when installed, else a one-line bar on stderr."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.done = 0
+        self._tqdm: Any = None
+        self._t0 = time.monotonic()
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm  # noqa: PLC0415 (optional)
+        except ImportError:
+            self._tqdm = None
+        else:
+            self._tqdm = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, name: str) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
+            self._tqdm.set_postfix_str(name[-40:], refresh=False)
+            self._tqdm.update(1)
+            return
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        el = time.monotonic() - self._t0
+        sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} {el:5.1f}s {name[-40:]:<40}")
+        sys.stderr.flush()
+
+    def message(self, text: str) -> None:
+        """Print a line on stderr without breaking the bar."""
+        if self.enabled and self._tqdm is not None:
+            self._tqdm.write(text, file=sys.stderr)
+            return
+        if self.enabled and self.done:
+            sys.stderr.write("\n")
+        print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
+            self._tqdm.close()
+        else:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _segment_file(path: Path, model: Any, compat: str | None, options: dict[str, Any]) -> _Result:
+    audio, sr = read_audio(path)
+    segs = speech_timestamps(audio, sr, compat=compat, model=model, **options)  # type: ignore[arg-type]
+    # silero's compat mode scales decimated rates back by `step`; all results are input samples
+    return _Result(path, Path(path.name), sr, int(audio.size), segs)
+
+
+def _seg_records(r: _Result) -> list[dict[str, Any]]:
+    return [
+        {
+            "start": round(s["start"] / r.sample_rate, 3),
+            "end": round(s["end"] / r.sample_rate, 3),
+            "start_sample": int(s["start"]),
+            "end_sample": int(s["end"]),
+        }
+        for s in r.segments
+    ]
+
+
+def _uri(r: _Result) -> str:
+    return str(r.rel.with_suffix("")).replace(os.sep, "/").replace(" ", "_")
+
+
+def _write(results: list[_Result], fmt: str, out: TextIO, options: dict[str, Any]) -> None:
+    if fmt == "json":
+        doc = {
+            "caesura": __version__,
+            "options": {
+                k: (None if isinstance(v, float) and math.isinf(v) else v)
+                for k, v in options.items()
+            },
+            "files": [
+                {
+                    "path": str(r.path),
+                    "sample_rate": r.sample_rate,
+                    "duration_s": round(r.duration_s, 3),
+                    "speech_s": round(
+                        sum(s["end"] - s["start"] for s in r.segments) / r.sample_rate, 3
+                    ),
+                    "segments": _seg_records(r),
+                }
+                for r in results
+            ],
+        }
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["file", "start", "end", "start_sample", "end_sample", "sample_rate"])
+        for r in results:
+            for s in _seg_records(r):
+                w.writerow(
+                    [
+                        str(r.path),
+                        f"{s['start']:.3f}",
+                        f"{s['end']:.3f}",
+                        s["start_sample"],
+                        s["end_sample"],
+                        r.sample_rate,
+                    ]
+                )
+    else:  # rttm
+        for r in results:
+            uri = _uri(r)
+            for s in r.segments:
+                start = s["start"] / r.sample_rate
+                dur = (s["end"] - s["start"]) / r.sample_rate
+                out.write(f"SPEAKER {uri} 1 {start:.3f} {dur:.3f} <NA> <NA> speech <NA> <NA>\n")
+
+
+def _render(results: list[_Result], fmt: str, options: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    _write(results, fmt, buf, options)
+    return buf.getvalue()
+
+
+def _iter_results(
+    *,
+    files: list[tuple[Path, Path]],
+    model: Any,
+    compat: str | None,
+    options: dict[str, Any],
+    progress: _Progress,
+    failures: list[tuple[str, str]],
+) -> Iterator[_Result]:
+    for path, rel in files:
+        try:
+            r = _segment_file(path, model, compat, options)
+        except (CaesuraError, OSError) as exc:
+            msg = str(exc)
+            if not msg.startswith(str(path)):
+                msg = f"{path}: {msg}"
+            failures.append((str(path), msg))
+            logger.debug("failed on %s", path, exc_info=True)
+            progress.message(f"caesura segment: {msg}")
+        else:
+            r.rel = rel
+            yield r
+        finally:
+            progress.update(path.name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``caesura segment``: returns 0, or 1 when any input failed."""
+    options: dict[str, Any] = {
+        "threshold": args.threshold,
+        "min_speech_duration_ms": args.min_speech_ms,
+        "min_silence_duration_ms": args.min_silence_ms,
+        "speech_pad_ms": args.speech_pad_ms,
+        "max_speech_duration_s": args.max_speech_s,
+    }
+    if args.neg_threshold is not None:
+        options["neg_threshold"] = args.neg_threshold
+    TimestampOptions.from_kwargs(**options)  # bad options: InvalidOptionError, exit 2
+
+    files, missing, folder = _discover(args.paths)
+    failures: list[tuple[str, str]] = []
+    for raw, why in missing:
+        failures.append((raw, why))
+        print(f"caesura segment: {raw}: {why}", file=sys.stderr)
+
+    out_dir: Path | None = None
+    if args.output is not None and (
+        Path(args.output).is_dir() or args.output.endswith(("/", os.sep))
+    ):
+        out_dir = Path(args.output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    model = SileroVAD.load() if files else None
+    progress = _Progress(len(files), enabled=folder and not args.no_progress and len(files) > 1)
+    results: list[_Result] = []
+    ext = {"json": ".json", "csv": ".csv", "rttm": ".rttm"}[args.format]
+    try:
+        for r in _iter_results(
+            files=files,
+            model=model,
+            compat=args.compat,
+            options=options,
+            progress=progress,
+            failures=failures,
+        ):
+            if out_dir is not None:
+                target = out_dir / r.rel.with_suffix(ext)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(_render([r], args.format, options), encoding="utf-8")
+            else:
+                results.append(r)
+    finally:
+        progress.close()
+
+    if out_dir is None:
+        text = _render(results, args.format, options)
+        if args.output is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            target = Path(args.output)
+            if target.parent != Path():
+                target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    if failures:
+        print(
+            f"caesura segment: {len(failures)} of {len(files) + len(missing)} input(s) failed",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""``caesura serve``: command-line options and the uvicorn runner.
+
+``add_serve_arguments(parser)`` fills an argparse (sub)parser; ``run_from_args(args)`` starts
+the server. ``configure`` / ``run`` are the hooks of the ``caesura`` subcommand registry.
+Registered as the ``serve`` subcommand of ``caesura`` and runnable alone as
+``python -m caesura.server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from caesura.errors import CaesuraError, InvalidOptionError, MissingDependencyError
+from caesura.server.config import DEFAULT_LISTEN, ServerConfig, StreamOptions, parse_listen
+
+__all__ = [
+    "add_serve_arguments",
+    "config_from_args",
+    "configure",
+    "main",
+    "run",
+    "run_from_args",
+    "serve",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``caesura serve``'s options to ``parser``."""
+    parser.add_argument(
+        "--listen",
+        default=None,
+        help=f"host:port to bind (env VAD_LISTEN; default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' (env CAESURA_TOKEN; default: no auth)",
+    )
+    d = StreamOptions()
+    vad = parser.add_argument_group("realtime VAD defaults (clients may override per connection)")
+    vad.add_argument("--threshold", type=float, default=d.threshold)
+    vad.add_argument(
+        "--neg-threshold",
+        type=float,
+        default=None,
+        help="exit threshold (default max(threshold - 0.15, 0.01))",
+    )
+    vad.add_argument("--min-speech-ms", type=float, default=d.min_speech_ms)
+    vad.add_argument(
+        "--min-silence-ms",
+        type=float,
+        default=d.min_silence_ms,
+        help="silence that ends speech (speech_end)",
+    )
+    vad.add_argument("--speech-pad-ms", type=float, default=d.speech_pad_ms)
+    vad.add_argument("--max-speech-s", type=float, default=d.max_speech_s)
+    vad.add_argument(
+        "--eot-threshold",
+        type=float,
+        default=d.eot_threshold,
+        help="end-of-turn probability at which end_of_turn is true",
+    )
+    vad.add_argument(
+        "--no-turn",
+        action="store_true",
+        help="disable the end-of-turn model (transcript messages, /v1/turn/predict)",
+    )
+    core = parser.add_argument_group("capacity")
+    c = ServerConfig()
+    core.add_argument("--max-sessions", type=int, default=c.max_sessions)
+    core.add_argument(
+        "--max-batch", type=int, default=c.max_batch, help="most streams per batched inference"
+    )
+    core.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=c.batch_wait_ms,
+        help="wait this long for more windows before a batch (default 0)",
+    )
+    core.add_argument(
+        "--max-pending-windows",
+        type=int,
+        default=c.max_pending_windows,
+        help="per-session queue bound; readers pause beyond it",
+    )
+    core.add_argument(
+        "--per-connection-model",
+        action="store_true",
+        help="one model per connection, unbatched (benchmark comparison only)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> ServerConfig:
+    """Flags over environment over defaults."""
+    environ = dict(os.environ) if env is None else env
+    overrides: dict[str, object] = {}
+    if args.listen:
+        overrides["host"], overrides["port"] = parse_listen(args.listen)
+    if args.token:
+        overrides["token"] = args.token
+    stream = StreamOptions(
+        threshold=args.threshold,
+        neg_threshold=args.neg_threshold,
+        min_speech_ms=args.min_speech_ms,
+        min_silence_ms=args.min_silence_ms,
+        speech_pad_ms=args.speech_pad_ms,
+        max_speech_s=args.max_speech_s,
+        eot_threshold=args.eot_threshold,
+        turn=not args.no_turn,
+    )
+    return ServerConfig.from_env(
+        environ,
+        stream=stream,
+        enable_turn=not args.no_turn,
+        max_sessions=args.max_sessions,
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        max_pending_windows=args.max_pending_windows,
+        per_connection_model=args.per_connection_model,
+        log_level=args.log_level,
+        **overrides,
+    )
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """``caesura serve`` registry hook (see :mod:`caesura.cli`)."""
+    add_serve_arguments(parser)
+
+
+def serve(config: ServerConfig) -> None:
+    """Serve until interrupted (uvicorn, one process, asyncio loop)."""
+    try:
+        import uvicorn  # noqa: PLC0415 - optional extra
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("uvicorn", "server", "caesura serve") from exc
+    from caesura.server.app import create_app  # noqa: PLC0415 - needs the extra
+
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        ws_max_size=4 * config.max_frame_bytes,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Entry point of the ``serve`` subcommand; returns the exit status."""
+    try:
+        config = config_from_args(args)
+    except InvalidOptionError as exc:
+        print(f"caesura serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(config)
+    except CaesuraError as exc:
+        print(f"caesura serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """``caesura serve`` registry hook: start the server; returns the exit status."""
+    return run_from_args(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m caesura.server [options]``."""
+    parser = argparse.ArgumentParser(
+        prog="caesura serve",
+        description="EchoKit/silero_vad_server-compatible VAD server with turn detection.",
+    )
+    add_serve_arguments(parser)
+    return run_from_args(parser.parse_args(argv))

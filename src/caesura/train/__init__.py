@@ -1,0 +1,12 @@
+"""Training recipe of the end-of-turn model (extra ``caesura[train]``).
+
+``python -m caesura.train --data ../shared/data`` trains, validates, exports and writes the
+bundled assets. Importing this package is cheap: torch is only imported by the submodules
+that need it (:mod:`caesura.train.model`, :mod:`caesura.train.loop`,
+:mod:`caesura.train.export`). :mod:`caesura.train.switchboard` is stdlib-only and is what the
+benchmarks use to extract END / HOLD decision points.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

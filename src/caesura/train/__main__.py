@@ -1,0 +1,106 @@
+"""``python -m caesura.train --data ../shared/data``: the whole recipe, seeded, in one command.
+
+Builds the data, trains the tokenizer and the model (wall-clock bounded), keeps the
+checkpoint with the best Switchboard-val AUC, then exports it (ONNX, int8) with its tokenizer,
+config and model card; ``--install`` copies the result into ``src/caesura/eot/assets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger("caesura.train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m caesura.train", description=__doc__)
+    ap.add_argument("--data", type=Path, required=True, help="the shared data folder (has eot/)")
+    ap.add_argument("--out", type=Path, default=Path("build/eot-train"))
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--steps", type=int, default=12000)
+    ap.add_argument("--max-minutes", type=float, default=95.0)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--eot-weight", type=float, default=1.0)
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--d-model", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ff", type=int, default=1024)
+    ap.add_argument("--context", type=int, default=128)
+    ap.add_argument("--eval-every-minutes", type=float, default=7.0)
+    ap.add_argument("--val-points", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit-convs", type=int, default=None, help="debug: use fewer conversations")
+    ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--install", action="store_true", help="copy the export into the package")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    eot_dir = args.data / "eot"
+    if not (eot_dir / "switchboard" / "train.tsv.gz").is_file():
+        print(f"no end-of-turn corpora under {eot_dir}; pass --data ../shared/data", file=sys.stderr)
+        return 2
+
+    from caesura.eot._text import linearise
+    from caesura.train import data as D
+    from caesura.train import switchboard as sb
+    from caesura.train.loop import TrainConfig, train
+    from caesura.train.model import ModelConfig
+
+    t0 = time.time()
+    rng = random.Random(args.seed)
+    sb_train = sb.load_conversations(eot_dir / "switchboard" / "train.tsv.gz")
+    sb_val = sb.load_conversations(eot_dir / "switchboard" / "val.tsv.gz")
+    if args.limit_convs:
+        sb_train, sb_val = sb_train[: args.limit_convs], sb_val[: max(2, args.limit_convs // 4)]
+    sw = D.switchboard_dialogues(sb_train, rng) + D.switchboard_dialogues(sb_train, rng)
+    wr = D.written_dialogues(args.data, rng)
+    if args.limit_convs:
+        wr = wr[: args.limit_convs * 10]
+    logger.info("dialogues: switchboard %d, written %d (%.0f s)", len(sw), len(wr), time.time() - t0)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    tok = D.train_tokenizer((linearise(d, close_last=True) for d in sw[: len(sw) // 2] + wr), args.vocab)
+    tok.save(str(out / "tokenizer.json"))
+    streams = {"switchboard": D.token_stream(tok, sw), "written": D.token_stream(tok, wr)}
+    logger.info("tokens: %s (%.0f s)", {k: len(v) for k, v in streams.items()}, time.time() - t0)
+    sgd_dev = D.load_written(eot_dir / "sgd" / "dev.jsonl.gz")
+    evals = {
+        "sb_val": D.switchboard_eval(sb_val, max_points=args.val_points, seed=args.seed),
+        "written_val": D.written_truncation_eval(sgd_dev, style="stt", max_turns=500, seed=args.seed),
+    }
+    mcfg = ModelConfig(
+        vocab_size=tok.get_vocab_size(), context=args.context, d_model=args.d_model,
+        layers=args.layers, heads=args.heads, ff=args.ff,
+    )
+    tcfg = TrainConfig(
+        steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
+        eot_weight=args.eot_weight, eval_every_minutes=args.eval_every_minutes,
+        threads=args.threads, seed=args.seed,
+    )
+    (out / "recipe.json").write_text(json.dumps({"argv": sys.argv, "model": mcfg.to_dict(),
+                                                 "train": tcfg.__dict__}, indent=1))
+    best = train(tok=tok, streams=streams, evals=evals, mcfg=mcfg, tcfg=tcfg, out=out)
+    logger.info("training done in %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
+    if args.no_export:
+        return 0
+    try:
+        from caesura.train.export import export_and_validate
+
+        export_and_validate(best, out / "tokenizer.json", args.data, out / "export",
+                            install=args.install)
+    except Exception:
+        logger.exception("export failed; the checkpoint is at %s", best)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""Training data: dialogues from the corpora, the BPE tokenizer, token streams, eval sets.
+
+Needs numpy and tokenizers only (no torch), so the benchmarks can reuse the eval-set builders.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from caesura.eot._text import EOT, SEP, SPECIAL_TOKENS, linearise
+from caesura.train import switchboard as sb
+from caesura.train.text import stt_style, words_to_digits
+
+__all__ = [
+    "Dialogue",
+    "EvalSet",
+    "load_written",
+    "switchboard_dialogues",
+    "switchboard_eval",
+    "token_stream",
+    "train_tokenizer",
+    "written_dialogues",
+    "written_truncation_eval",
+]
+
+logger = logging.getLogger(__name__)
+
+Dialogue = list[tuple[str, str]]  # [(role "user"/"agent", text)]
+
+
+def load_written(path: Path) -> list[list[tuple[str, str]]]:
+    """A ``{"turns": [{"speaker", "text"}]}`` jsonl.gz file → raw dialogues (user / agent)."""
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            turns = [
+                ("user" if t["speaker"] == "user" else "agent", t["text"].strip())
+                for t in d["turns"]
+                if t.get("text", "").strip()
+            ]
+            if turns:
+                out.append(turns)
+    return out
+
+
+def styled(text: str, rng: random.Random, p_stt: float = 0.5) -> str:
+    return stt_style(text, rng) if rng.random() < p_stt else " ".join(text.split())
+
+
+def written_dialogues(data: Path, rng: random.Random, *, copies: int = 1) -> list[Dialogue]:
+    """SGD train, MultiWOZ val and Taskmaster-4, each turn randomly in STT or written style."""
+    eot = data / "eot"
+    raw = (
+        load_written(eot / "sgd" / "train.jsonl.gz")
+        + load_written(eot / "multiwoz" / "val.jsonl.gz")
+        + load_written(eot / "taskmaster4" / "all.jsonl.gz")
+    )
+    return [[(r, styled(t, rng)) for r, t in d] for _ in range(copies) for d in raw]
+
+
+def switchboard_dialogues(
+    convs: Sequence[sb.Conversation], rng: random.Random, *, p_digits: float = 0.2
+) -> list[Dialogue]:
+    """Switchboard conversations as turn lists; speaker roles assigned at random per call."""
+    out = []
+    for conv in convs:
+        turns = sb.conversation_turns(conv)
+        user = rng.choice(["A", "B"])
+        d = []
+        for t in turns:
+            text = t.text
+            if rng.random() < p_digits:
+                text = words_to_digits(text)
+            d.append(("user" if t.speaker == user else "agent", text))
+        out.append(d)
+    return out
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Byte-level BPE; the special tokens get ids 0..4 in ``SPECIAL_TOKENS`` order."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def token_stream(tok: Tokenizer, dialogues: Sequence[Dialogue]) -> np.ndarray:
+    """All dialogues, closed turns, separated by ``<|endoftext|>`` → one int32 id array."""
+    texts = [SEP + linearise(d, close_last=True) for d in dialogues]
+    ids: list[int] = []
+    for enc in tok.encode_batch(texts):
+        ids.extend(enc.ids)
+    return np.asarray(ids, dtype=np.int32)
+
+
+@dataclass
+class EvalSet:
+    """Scored contexts: ``contexts[i]`` (turn list) with binary ``labels[i]`` (1 = end)."""
+
+    contexts: list[Dialogue]
+    labels: np.ndarray
+    meta: list[dict[str, float | str]]
+
+
+def switchboard_eval(
+    convs: Sequence[sb.Conversation],
+    *,
+    lag: float = 0.0,
+    max_points: int | None = None,
+    seed: int = 0,
+) -> EvalSet:
+    """END (1) vs HOLD (0) points, the visible context queried at the pause start."""
+    items = []
+    for _conv, turns, p in sb.iter_points(convs):
+        items.append((turns, p))
+    if max_points is not None and len(items) > max_points:
+        idx = sorted(random.Random(seed).sample(range(len(items)), max_points))
+        items = [items[i] for i in idx]
+    ctxs, labels, meta = [], [], []
+    for turns, p in items:
+        ctxs.append(sb.visible_turns(turns, p, lag=lag))
+        labels.append(1 if p.label == "END" else 0)
+        meta.append({"conv": p.conv, "duration": p.duration})
+    return EvalSet(ctxs, np.asarray(labels, dtype=np.int8), meta)
+
+
+def written_truncation_eval(
+    dialogues: Sequence[Sequence[tuple[str, str]]],
+    *,
+    style: str = "stt",
+    max_turns: int | None = None,
+    seed: int = 0,
+) -> EvalSet:
+    """Each user turn (of ≥ 2 words) once complete (1) and once cut at a random word boundary (0).
+
+    ``style`` ``"stt"`` (lower case, no punctuation, numbers as words or digits) or
+    ``"written"`` (as in the corpus). The context is the dialogue up to that turn.
+    """
+    rng = random.Random(seed)
+    cands = []
+    for d in dialogues:
+        for i, (role, text) in enumerate(d):
+            if role == "user" and len(text.split()) >= 2:
+                cands.append((d, i))
+    if max_turns is not None and len(cands) > max_turns:
+        cands = rng.sample(cands, max_turns)
+    ctxs, labels, meta = [], [], []
+    for d, i in cands:
+        hist = [(r, stt_style(t, rng) if style == "stt" else t) for r, t in d[: i + 1]]
+        hist = [(r, t) for r, t in hist if t]
+        words = hist[-1][1].split()
+        if len(words) < 2:
+            continue
+        cut = rng.randint(1, len(words) - 1)
+        ctxs.append(hist)
+        labels.append(1)
+        meta.append({"kind": "complete"})
+        ctxs.append([*hist[:-1], ("user", " ".join(words[:cut]))])
+        labels.append(0)
+        meta.append({"kind": "truncated"})
+    return EvalSet(ctxs, np.asarray(labels, dtype=np.int8), meta)
+
+
+def encode_contexts(tok: Tokenizer, contexts: Sequence[Dialogue], max_len: int) -> list[list[int]]:
+    """Open last turn, left-truncated to the last ``max_len`` tokens (what the runtime feeds)."""
+    encs = tok.encode_batch([linearise(c, close_last=False) for c in contexts])
+    return [e.ids[-max_len:] for e in encs]
+
+
+def eot_id(tok: Tokenizer) -> int:
+    i = tok.token_to_id(EOT)
+    assert i is not None
+    return int(i)

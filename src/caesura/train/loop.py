@@ -1,0 +1,205 @@
+"""Training loop: seeded, wall-clock bounded, periodic validation and best-checkpoint saving."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from caesura.train.data import EvalSet, encode_contexts
+from caesura.train.model import EotScorer, ModelConfig, build_model, lm_loss
+
+__all__ = ["TrainConfig", "auc", "score_contexts", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 12000
+    max_minutes: float = 95.0
+    batch: int = 32
+    lr: float = 1.5e-3
+    min_lr_frac: float = 0.05
+    warmup: int = 200
+    weight_decay: float = 0.05
+    eot_weight: float = 1.0
+    switchboard_share: float = 0.55
+    eval_every_minutes: float = 7.0
+    threads: int = 2
+    seed: int = 1234
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC (Mann–Whitney, ties counted half)."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@torch.no_grad()
+def score_contexts(
+    scorer: EotScorer, ids: Sequence[Sequence[int]], *, batch: int = 64
+) -> np.ndarray:
+    """P(eot) for already-encoded contexts (left padded per batch)."""
+    scorer.eval()
+    out = []
+    order = np.argsort([len(x) for x in ids])
+    res = np.empty(len(ids), dtype=np.float32)
+    for s in range(0, len(ids), batch):
+        idx = order[s : s + batch]
+        T = max(len(ids[i]) for i in idx)
+        x = torch.zeros((len(idx), T), dtype=torch.long)
+        m = torch.zeros((len(idx), T), dtype=torch.long)
+        for r, i in enumerate(idx):
+            seq = ids[i]
+            x[r, T - len(seq) :] = torch.tensor(seq)
+            m[r, T - len(seq) :] = 1
+        res[idx] = scorer(x, m).numpy()
+    out.append(res)
+    return res
+
+
+class _Sampler:
+    def __init__(self, streams: Sequence[np.ndarray], weights: Sequence[float], L: int, seed: int):
+        self.streams = [torch.from_numpy(s.astype(np.int64)) for s in streams]
+        w = np.asarray(weights, dtype=np.float64)
+        self.weights = w / w.sum()
+        self.L = L
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> torch.Tensor:
+        src = self.rng.choice(len(self.streams), size=n, p=self.weights)
+        rows = []
+        for k in src:
+            s = self.streams[k]
+            o = int(self.rng.integers(0, len(s) - self.L - 1))
+            rows.append(s[o : o + self.L + 1])
+        return torch.stack(rows)
+
+
+def train(
+    *,
+    tok: Tokenizer,
+    streams: dict[str, np.ndarray],
+    evals: dict[str, EvalSet],
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    out: Path,
+) -> Path:
+    """Train; returns the path of the best checkpoint (by Switchboard val AUC)."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(tcfg.threads)
+    torch.manual_seed(tcfg.seed)
+    random.seed(tcfg.seed)
+    np.random.seed(tcfg.seed)
+    eot = tok.token_to_id("<|eot|>")
+    vocab = tok.get_vocab()
+    boundary = torch.zeros(mcfg.vocab_size, dtype=torch.bool)
+    for t, i in vocab.items():
+        if t.startswith("Ġ") or i == eot:
+            boundary[i] = True
+    lm = build_model(mcfg)
+    n_params = sum(p.numel() for p in lm.parameters())
+    logger.info("model %s: %.2f M parameters", mcfg, n_params / 1e6)
+    scorer = EotScorer(lm, eot)
+    decay = [p for n, p in lm.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in lm.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tcfg.lr,
+        betas=(0.9, 0.98),
+    )
+    names = ["switchboard", "written"]
+    sampler = _Sampler(
+        [streams[n] for n in names],
+        [tcfg.switchboard_share, 1 - tcfg.switchboard_share],
+        mcfg.context,
+        tcfg.seed,
+    )
+    eval_ids = {k: encode_contexts(tok, v.contexts, mcfg.context) for k, v in evals.items()}
+    t_start = time.time()
+    budget = tcfg.max_minutes * 60
+    last_eval = t_start
+    best = -1.0
+    best_path = out / "best.pt"
+    history = []
+    ema = None
+    step = 0
+
+    def evaluate(final: bool = False) -> None:
+        nonlocal best, last_eval
+        t0 = time.time()
+        metrics: dict[str, float] = {}
+        for k, v in evals.items():
+            p = score_contexts(scorer, eval_ids[k])
+            metrics[f"{k}_auc"] = auc(v.labels, p)
+        lm.train()
+        elapsed = (time.time() - t_start) / 60
+        rec = {"step": step, "minutes": round(elapsed, 2), "tokens": step * tcfg.batch * mcfg.context,
+               "loss_ema": ema, **metrics, "eval_s": round(time.time() - t0, 1)}
+        history.append(rec)
+        logger.info("eval %s", json.dumps(rec))
+        ckpt = {"model": lm.state_dict(), "model_config": mcfg.to_dict(), "step": step, "metrics": rec}
+        torch.save(ckpt, out / "last.pt")
+        key = metrics.get("sb_val_auc", -step)
+        if key > best:
+            best = key
+            torch.save(ckpt, best_path)
+            logger.info("new best %.4f at step %d", best, step)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        last_eval = time.time()
+
+    lm.train()
+    while step < tcfg.steps:
+        elapsed = time.time() - t_start
+        if elapsed > budget:
+            logger.info("wall-clock budget of %.1f min reached at step %d", tcfg.max_minutes, step)
+            break
+        progress = max(step / tcfg.steps, elapsed / budget)
+        if step < tcfg.warmup:
+            lr = tcfg.lr * (step + 1) / tcfg.warmup
+        else:
+            lr = tcfg.lr * (tcfg.min_lr_frac + (1 - tcfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        xy = sampler.batch(tcfg.batch)
+        loss, lm_part, bce = lm_loss(lm, xy[:, :-1], xy[:, 1:], eot_id=eot, boundary=boundary,
+                                     eot_weight=tcfg.eot_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+        opt.step()
+        step += 1
+        v = float(loss)
+        ema = v if ema is None else 0.98 * ema + 0.02 * v
+        if step % 50 == 0:
+            tps = step * tcfg.batch * mcfg.context / (time.time() - t_start)
+            logger.info("step %d lr %.2e loss %.3f (lm %.3f eot %.3f) ema %.3f %.0f tok/s",
+                        step, lr, v, float(lm_part), float(bce), ema, tps)
+        if time.time() - last_eval > tcfg.eval_every_minutes * 60:
+            evaluate()
+    evaluate(final=True)
+    return best_path

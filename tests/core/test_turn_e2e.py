@@ -1,0 +1,129 @@
+"""Turn engine end to end on real speech through the real Silero VAD, with a scripted
+transcript and a scripted end-of-turn scorer (the words, not the model, are under test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from caesura.audio import read_audio
+from caesura.turn import (
+    EndOfTurn,
+    FlushSTT,
+    ProgressiveAudio,
+    SpeechStarted,
+    SpeechStopped,
+    TurnEngine,
+    TurnOptions,
+    lexical_end_probability,
+)
+from caesura.vad import SileroVAD
+
+CHUNK = 800  # 50 ms at 16 kHz, like a WebRTC frame
+
+
+def scorer(turns):
+    text = turns[-1]["content"]
+    return 0.95 if text.endswith(".") else 0.02
+
+
+def drive(eng: TurnEngine, audio: np.ndarray, script: list[str], on_eot=None):
+    """Feed audio in 50 ms chunks; when speech stops (the flush hint), the scripted
+    recogniser delivers the next final transcript at once."""
+    events = []
+    lines = list(script)
+
+    def handle(new):
+        for ev in new:
+            events.append(ev)
+            if isinstance(ev, SpeechStopped) and ev.reason != "max_speech" and lines:
+                handle(eng.push_transcript(lines.pop(0), final=True, language="en"))
+            if isinstance(ev, EndOfTurn) and on_eot is not None:
+                on_eot(eng)
+
+    for i in range(0, audio.size, CHUNK):
+        handle(eng.push_audio(audio[i : i + CHUNK]))
+    handle(eng.flush())
+    return events
+
+
+@pytest.fixture(scope="module")
+def vad():
+    return SileroVAD.load()
+
+
+def check_structure(events, sr=16000):
+    samples = [e.sample for e in events]
+    assert samples == sorted(samples)
+    open_ = False
+    for e in events:
+        if isinstance(e, SpeechStarted):
+            assert not open_
+            open_ = True
+        elif isinstance(e, SpeechStopped):
+            assert open_
+            open_ = False
+            assert e.audio is not None
+            assert (
+                e.audio_start_sample <= e.start_sample - 0.3 * sr + 1 or e.audio_start_sample == 0
+            )
+            assert e.audio.size == min(e.end_sample + 480, e.sample) - e.audio_start_sample
+    flushes = [e for e in events if isinstance(e, FlushSTT)]
+    silences = [e for e in events if isinstance(e, SpeechStopped) and e.reason == "silence"]
+    assert len(flushes) == len(silences)
+
+
+def test_speech_fixture_incomplete_then_complete(vad, fixtures_dir):
+    audio, sr = read_audio(fixtures_dir / "speech_16k.wav")
+    assert sr == 16000
+    eng = TurnEngine(vad=vad, scorer=scorer)
+    script = [
+        "so the thing is that",
+        "we never really",
+        "finished the project on time.",
+        "okay thanks.",
+    ]
+    events = drive(eng, audio, script, on_eot=lambda e: e.response_committed())
+    check_structure(events)
+    stops = [e for e in events if isinstance(e, SpeechStopped)]
+    eots = [e for e in events if isinstance(e, EndOfTurn)]
+    assert len(stops) >= 4
+    # no end of turn inside the two pauses after incomplete words
+    first_eot = eots[0]
+    assert (
+        first_eot.transcript == "so the thing is that we never really finished the project on time."
+    )
+    assert first_eot.reason == "semantic"
+    assert first_eot.delay_ms < 400
+    # the next speech opens turn 2 (the response was committed), ended by the flush; its
+    # words arrive after that (a late final) and still land in the history
+    assert eots[-1].turn_id == 2
+    assert eots[-1].reason == "flush"
+    assert eng.transcript == "okay thanks."
+    assert eng.history[-1] == {"role": "user", "content": "okay thanks."}
+    # the same audio without words: silence-only endpointing cuts inside the first pauses
+    eng2 = TurnEngine(TurnOptions(fallback_delay_ms=500), vad=vad)
+    ev2 = drive(eng2, audio, [])
+    assert sum(isinstance(e, EndOfTurn) for e in ev2) > len(eots)
+
+
+def test_ami_meeting_excerpt_with_agent_speaking(vad, fixtures_dir):
+    audio, _sr = read_audio(fixtures_dir / "ami_sample_16k.wav")
+    eng = TurnEngine(
+        TurnOptions(progressive_interval_ms=500), vad=vad, scorer=lexical_end_probability
+    )
+    events = drive(eng, audio, ["well i think we should", "yeah.", "so the remote"] * 10)
+    check_structure(events)
+    assert sum(isinstance(e, SpeechStarted) for e in events) >= 3
+    prog = [e for e in events if isinstance(e, ProgressiveAudio)]
+    assert prog
+    assert all(p.audio.size == p.sample - p.audio_start_sample for p in prog)
+    np.testing.assert_array_equal(  # progressive audio is the input audio, unchanged
+        prog[0].audio, audio[prog[0].audio_start_sample : prog[0].sample].astype(np.float32)
+    )
+    # barge-in: the same audio while the agent talks flags every start
+    eng2 = TurnEngine(vad=vad, scorer=lexical_end_probability)
+    eng2.set_agent_speaking(True)
+    starts = [e for e in drive(eng2, audio, []) if isinstance(e, SpeechStarted)]
+    assert starts
+    assert starts[0].interrupt_response

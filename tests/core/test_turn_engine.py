@@ -1,0 +1,638 @@
+"""Turn engine on scripted VAD probabilities and a scripted end-of-turn scorer (no model)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+
+import numpy as np
+import pytest
+
+from caesura.errors import InvalidAudioError, InvalidOptionError, ModelError
+from caesura.turn import (
+    Backchannel,
+    EndOfTurn,
+    FlushSTT,
+    Interruption,
+    ProgressiveAudio,
+    SpeechStarted,
+    SpeechStopped,
+    TurnEngine,
+    TurnOptions,
+    TurnPhase,
+    TurnReopened,
+)
+
+SR = 16000
+W = 512  # samples per window at 16 kHz (32 ms)
+
+
+def n(ms: float) -> int:
+    return round(ms / 32)
+
+
+def speech(ms: float, p: float = 0.9) -> list[float]:
+    return [p] * n(ms)
+
+
+def silence(ms: float) -> list[float]:
+    return [0.0] * n(ms)
+
+
+def of(events, cls):
+    return [e for e in events if isinstance(e, cls)]
+
+
+class Scripted:
+    """P(end) by the last user turn's ending; records every call."""
+
+    def __init__(self, table: dict[str, float] | None = None, default: float = 0.5):
+        self.table = table or {}
+        self.default = default
+        self.calls: list[list[dict[str, str]]] = []
+
+    def __call__(self, turns):
+        self.calls.append([dict(t) for t in turns])
+        text = turns[-1]["content"]
+        for suffix, p in self.table.items():
+            if text.endswith(suffix):
+                return p
+        return self.default
+
+
+COMPLETE = "table for two please"
+INCOMPLETE = "i want to book a table for"
+SCORER = {COMPLETE: 0.95, INCOMPLETE: 0.02}
+
+
+def engine(scorer=None, **opts) -> TurnEngine:
+    return TurnEngine(TurnOptions(**opts), scorer=scorer)
+
+
+def utter(eng: TurnEngine, text: str | None, speech_ms: float = 800, *, lead_ms: float = 320):
+    """Silence, speech, then silence until SpeechStopped; push a final transcript."""
+    ev = eng.push_probabilities(silence(lead_ms) + speech(speech_ms))
+    ev += eng.push_probabilities(silence(224))  # >= min_silence_ms (200)
+    assert of(ev, SpeechStopped), [e.kind for e in ev]
+    if text is not None:
+        ev += eng.push_transcript(text, final=True, language="en")
+    return ev
+
+
+def run_until(eng: TurnEngine, cls, max_ms: float = 5000):
+    ev = []
+    for _ in range(n(max_ms)):
+        ev += eng.push_probabilities([0.0])
+        if of(ev, cls):
+            break
+    return ev
+
+
+# ----------------------------------------------------------------------------- speech layer
+
+
+def test_min_speech_rejects_short_bursts_and_confirms_real_speech():
+    eng = engine()
+    ev = eng.push_probabilities(silence(320) + speech(160) + silence(640))
+    assert ev == []  # a 160 ms cough: never speech
+    ev = eng.push_probabilities(speech(320))
+    (st,) = of(ev, SpeechStarted)
+    onset = n(320 + 160 + 640) * W
+    assert st.start_sample == onset
+    assert st.sample - onset >= TurnOptions().min_speech_ms * SR / 1000
+    assert st.interrupt_response is False
+    assert st.turn_id == 1
+    assert eng.phase is TurnPhase.SPEAKING
+
+
+def test_min_silence_hangover_and_flush_hint():
+    eng = engine()
+    ev = eng.push_probabilities(speech(640) + silence(128) + speech(320))
+    assert not of(ev, SpeechStopped)  # 128 ms gap < min_silence_ms
+    ev = eng.push_probabilities(silence(160))
+    assert not of(ev, SpeechStopped)
+    ev = eng.push_probabilities(silence(64))
+    (stop,) = of(ev, SpeechStopped)
+    (flush,) = of(ev, FlushSTT)
+    assert ev.index(stop) < ev.index(flush)
+    assert stop.reason == "silence"
+    assert stop.end_sample == n(640 + 128 + 320) * W
+    assert flush.end_sample == stop.end_sample
+    assert flush.turn_id == stop.turn_id
+    assert (stop.sample - stop.end_sample) * 1000 / SR >= 200
+    assert eng.phase is TurnPhase.PAUSED
+
+
+def test_pre_roll_and_padding_audio_spans_are_exact():
+    rng = np.random.default_rng(0)
+    probs = silence(640) + speech(640) + silence(320)
+    audio = rng.standard_normal(len(probs) * W).astype(np.float32)
+    eng = TurnEngine(TurnOptions(pre_roll_ms=300, speech_pad_ms=30))
+    ev = eng.push_probabilities(probs, audio)
+    st = of(ev, SpeechStarted)[0]
+    onset = n(640) * W
+    assert st.audio_start_sample == onset - 4800
+    np.testing.assert_array_equal(st.audio, audio[onset - 4800 : st.sample])
+    sp = of(ev, SpeechStopped)[0]
+    assert sp.audio_start_sample == onset - 4800
+    np.testing.assert_array_equal(sp.audio, audio[onset - 4800 : sp.end_sample + 480])
+
+
+def test_max_speech_splits_without_ending_the_turn():
+    eng = engine(max_speech_ms=1000)
+    ev = eng.push_probabilities(speech(2500))
+    stops = of(ev, SpeechStopped)
+    starts = of(ev, SpeechStarted)
+    assert [s.reason for s in stops] == ["max_speech", "max_speech"]
+    assert len(starts) == 3
+    assert [s.continued for s in starts] == [False, True, True]
+    assert {e.turn_id for e in ev} == {1}
+    assert not of(ev, FlushSTT)
+    assert not of(ev, EndOfTurn)
+    assert eng.phase is TurnPhase.SPEAKING
+    # parts are contiguous: no audio is dropped
+    assert stops[0].end_sample == starts[1].start_sample
+
+
+def test_short_segment_stitching():
+    frag = speech(128) + silence(256)  # 128 ms of speech, then a pause ending the fragment
+    base = dict(min_speech_ms=250, min_silence_ms=200)
+    plain = engine(**base)
+    assert of(plain.push_probabilities(silence(320) + frag * 3), SpeechStarted) == []
+    stitched = engine(stitch_ms=1500, **base)
+    ev = stitched.push_probabilities(silence(320) + frag * 3)
+    (st,) = of(ev, SpeechStarted)
+    assert st.start_sample == n(320) * W  # onset of the first fragment
+    # fragments too far apart are not stitched
+    far = engine(stitch_ms=300, **base)
+    assert (
+        of(far.push_probabilities(silence(320) + (speech(128) + silence(640)) * 3), SpeechStarted)
+        == []
+    )
+    # fragments under 100 ms are never held
+    tiny = engine(stitch_ms=1500, **base)
+    assert (
+        of(tiny.push_probabilities(silence(320) + (speech(64) + silence(256)) * 6), SpeechStarted)
+        == []
+    )
+
+
+def test_progressive_release_backs_off_on_long_speech():
+    probs = silence(320) + speech(6000)
+    audio = np.random.default_rng(1).standard_normal(len(probs) * W).astype(np.float32)
+    opts = TurnOptions(
+        progressive_interval_ms=200, progressive_backoff_ms=1000, progressive_max_interval_ms=1600
+    )
+    eng = TurnEngine(opts)
+    ev = eng.push_probabilities(probs, audio)
+    rel = of(ev, ProgressiveAudio)
+    assert [r.index for r in rel] == list(range(len(rel)))
+    gaps = np.diff([r.sample for r in rel]) * 1000 / SR
+    assert gaps[0] == pytest.approx(200, abs=32)
+    assert gaps.max() == pytest.approx(1600, abs=32)
+    assert np.all(np.diff(gaps) >= -1e-9)  # never shrinks
+    assert len(rel) < 6000 / 200  # backed off
+    last = rel[-1]
+    np.testing.assert_array_equal(last.audio, audio[last.audio_start_sample : last.sample])
+    # no audio given: no progressive releases (nothing to transcribe)
+    assert of(TurnEngine(opts).push_probabilities(probs), ProgressiveAudio) == []
+
+
+# ----------------------------------------------------------------------------- end of turn
+
+
+def test_complete_words_end_the_turn_at_the_min_delay():
+    sc = Scripted(SCORER)
+    eng = engine(sc)
+    ev = utter(eng, COMPLETE)
+    ev += run_until(eng, EndOfTurn)
+    (eot,) = of(ev, EndOfTurn)
+    assert eot.reason == "semantic"
+    assert eot.transcript == COMPLETE
+    assert eot.language == "en"
+    assert eot.words_probability == 0.95
+    assert eot.probability >= 0.5
+    assert 200 <= eot.delay_ms <= 300
+    assert eng.phase is TurnPhase.ENDED
+    assert sc.calls[-1][-1] == {"role": "user", "content": COMPLETE}
+
+
+def test_incomplete_words_wait_and_fusion_rises_with_silence():
+    eng = engine(Scripted(SCORER), max_delay_ms=3000)
+    ev = utter(eng, INCOMPLETE)
+    ev += run_until(eng, EndOfTurn)
+    (eot,) = of(ev, EndOfTurn)
+    # p = 0.02: the posterior passes 0.5 only once S_hold(t) < 0.02 / 0.98 (about 1.9 s)
+    assert eot.reason == "semantic"
+    assert 1500 <= eot.delay_ms <= 2600
+    assert eot.probability >= 0.5 > eot.words_probability
+
+
+def test_max_delay_fires_when_words_never_convince():
+    eng = engine(Scripted(default=1e-6), max_delay_ms=1000)
+    ev = utter(eng, "and then")
+    ev += run_until(eng, EndOfTurn)
+    (eot,) = of(ev, EndOfTurn)
+    assert eot.reason == "max_delay"
+    assert 1000 <= eot.delay_ms < 1040
+    assert eot.probability is not None
+    assert eot.probability < 0.5
+
+
+def test_without_scorer_silence_only_fallback():
+    eng = engine(None, fallback_delay_ms=640)
+    ev = utter(eng, COMPLETE)
+    ev += run_until(eng, EndOfTurn)
+    (eot,) = of(ev, EndOfTurn)
+    assert eot.reason == "silence"
+    assert eot.probability is None
+    assert 640 <= eot.delay_ms < 680
+
+
+def test_min_delay_is_respected_even_for_certain_words():
+    eng = engine(Scripted(default=0.999), min_delay_ms=600, adapt_min_delay=False)
+    ev = utter(eng, COMPLETE)
+    ev += run_until(eng, EndOfTurn)
+    assert 600 <= of(ev, EndOfTurn)[0].delay_ms < 640
+
+
+def test_interim_transcript_holds_the_decision_until_final():
+    eng = engine(Scripted(SCORER))
+    ev = utter(eng, None)
+    ev += eng.push_transcript("table for two", final=False)
+    ev += eng.push_probabilities(silence(640))
+    assert not of(ev, EndOfTurn)  # interim pending
+    ev = eng.push_transcript(COMPLETE, final=True)
+    (eot,) = of(ev, EndOfTurn)  # decided on arrival of the final words
+    assert eot.reason == "semantic"
+    assert eot.transcript == COMPLETE
+    # without wait_for_final an interim is scored like a final
+    eng2 = engine(Scripted(SCORER), wait_for_final=False)
+    utter(eng2, None)
+    ev2 = eng2.push_transcript(COMPLETE, final=False)
+    ev2 += run_until(eng2, EndOfTurn)
+    assert of(ev2, EndOfTurn)[0].reason == "semantic"
+
+
+def test_words_are_stale_until_the_recogniser_catches_up():
+    """New speech after a final: the old words do not speak for it."""
+    eng = engine(Scripted(SCORER), fallback_delay_ms=900)
+    utter(eng, COMPLETE)
+    # the user goes on before the end of turn fired (short pause)
+    ev = eng.push_probabilities(speech(640) + silence(224))
+    assert of(ev, SpeechStopped)
+    assert not of(ev, EndOfTurn)
+    ev = eng.push_probabilities(silence(640))
+    assert not of(ev, EndOfTurn)  # "... please" is stale: no semantic decision
+    ev = eng.push_transcript(INCOMPLETE, final=True)
+    ev += run_until(eng, EndOfTurn)
+    eot = of(ev, EndOfTurn)[0]
+    assert eot.transcript == f"{COMPLETE} {INCOMPLETE}"
+
+
+def test_transcript_language_unsupported_falls_back_and_logs_once(caplog):
+    class Model:
+        def predict(self, turns):
+            return 0.99
+
+        def supports_language(self, language):
+            return language == "en"
+
+    eng = TurnEngine(TurnOptions(fallback_delay_ms=500), scorer=Model())
+    with caplog.at_level(logging.WARNING, logger="caesura.turn.engine"):
+        for _ in range(2):
+            utter(eng, None)
+            eng.push_transcript("bonjour", final=True, language="fr")
+            ev = run_until(eng, EndOfTurn)
+            assert of(ev, EndOfTurn)[0].reason == "silence"
+            eng.response_committed()
+    assert sum("'fr'" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_bad_scorer_output_is_a_model_error():
+    eng = engine(lambda turns: 1.5)
+    utter(eng, None)
+    with pytest.raises(ModelError, match="outside"):
+        eng.push_transcript(COMPLETE, final=True)  # 224 ms of silence: scored at once
+
+
+def test_history_reaches_the_scorer():
+    sc = Scripted(SCORER)
+    eng = engine(sc)
+    eng.add_agent_message("Hello, how can I help?")
+    utter(eng, COMPLETE)
+    run_until(eng, EndOfTurn)
+    assert sc.calls[-1] == [
+        {"role": "assistant", "content": "Hello, how can I help?"},
+        {"role": "user", "content": COMPLETE},
+    ]
+    assert eng.history[-1] == {"role": "user", "content": COMPLETE}
+
+
+def test_transcript_without_detected_speech_opens_a_turn():
+    eng = engine(Scripted(SCORER))
+    ev = eng.push_transcript(COMPLETE, final=True)
+    ev += run_until(eng, EndOfTurn)
+    assert of(ev, EndOfTurn)[0].turn_id == 1
+
+
+def test_advance_lets_silence_decisions_fire_without_audio():
+    eng = engine(None, fallback_delay_ms=800)
+    utter(eng, COMPLETE)
+    now = eng.sample
+    assert eng.advance(now - 1) == []
+    assert eng.advance(now) == []
+    ev = eng.advance(now + SR)  # one second of silence
+    assert of(ev, EndOfTurn)[0].reason == "silence"
+    assert eng.sample == now + (SR // W) * W
+    with pytest.raises(InvalidOptionError):
+        eng.advance(1.5)  # type: ignore[arg-type]
+    assert of(engine().advance_ms(100), EndOfTurn) == []
+
+
+def test_flush_closes_speech_and_decides():
+    eng = engine(Scripted(SCORER))
+    eng.push_probabilities(speech(640))
+    ev = eng.flush()
+    assert [e.kind for e in ev] == ["speech_stopped", "end_of_turn"]
+    assert ev[0].reason == "flush"
+    assert ev[1].reason == "flush"
+
+
+# ----------------------------------------------------------------------------- re-opening
+
+
+def _ended(eng: TurnEngine):
+    ev = utter(eng, COMPLETE)
+    if not of(ev, EndOfTurn):
+        ev += run_until(eng, EndOfTurn)
+    assert of(ev, EndOfTurn)
+    return ev
+
+
+def test_speculative_reopen_within_window_after_response_started():
+    eng = engine(Scripted(SCORER), speculative_reopen_ms=1500)
+    _ended(eng)
+    eng.response_started()
+    ev = eng.push_probabilities(silence(320) + speech(320))
+    (ro,) = of(ev, TurnReopened)
+    (st,) = of(ev, SpeechStarted)
+    assert ro.turn_id == st.turn_id == 1
+    assert ro.pause_ms > 0
+    assert eng.history == []  # the reopened turn's text is out of the history again
+
+
+def test_no_reopen_after_window_or_commit():
+    eng = engine(Scripted(SCORER), speculative_reopen_ms=500)
+    _ended(eng)
+    eng.response_started()
+    ev = eng.push_probabilities(silence(800) + speech(400))
+    assert not of(ev, TurnReopened)
+    assert of(ev, SpeechStarted)[0].turn_id == 2
+    eng2 = engine(Scripted(SCORER))
+    _ended(eng2)
+    eng2.response_committed()
+    ev = eng2.push_probabilities(speech(400))
+    assert not of(ev, TurnReopened)
+    assert of(ev, SpeechStarted)[0].turn_id == 2
+
+
+def test_unanswered_turn_stays_reopenable_longer():
+    eng = engine(Scripted(SCORER), speculative_reopen_ms=500, unanswered_reopen_ms=7000)
+    _ended(eng)
+    ev = eng.push_probabilities(silence(4000) + speech(400))
+    assert of(ev, TurnReopened)
+    eng2 = engine(Scripted(SCORER), speculative_reopen_ms=500, unanswered_reopen_ms=3000)
+    _ended(eng2)
+    ev = eng2.push_probabilities(silence(4000) + speech(400))
+    assert not of(ev, TurnReopened)
+
+
+def test_continuation_needs_only_the_lower_bar():
+    opts = dict(min_speech_ms=384, min_speech_continuation_ms=192)
+    fresh = engine(Scripted(SCORER), **opts)
+    assert (
+        of(fresh.push_probabilities(silence(320) + speech(224) + silence(400)), SpeechStarted) == []
+    )
+    paused = engine(Scripted(SCORER), **opts)
+    utter(paused, INCOMPLETE)  # the turn is open (incomplete words)
+    ev = paused.push_probabilities(speech(224))
+    assert of(ev, SpeechStarted)
+    assert not of(ev, TurnReopened)
+    ended = engine(Scripted(SCORER), **opts)
+    _ended(ended)
+    ev = ended.push_probabilities(speech(224))
+    assert of(ev, TurnReopened)
+    assert of(ev, SpeechStarted)
+    # off (0): the full bar everywhere
+    off = engine(Scripted(SCORER), min_speech_ms=384, min_speech_continuation_ms=0)
+    utter(off, INCOMPLETE)
+    assert of(off.push_probabilities(speech(224) + silence(300)), SpeechStarted) == []
+
+
+# ----------------------------------------------------------------------------- barge-in
+
+
+def _agent_talking(**opts) -> TurnEngine:
+    eng = engine(Scripted(SCORER), **opts)
+    _ended(eng)
+    eng.response_committed()
+    eng.set_agent_speaking(True)
+    return eng
+
+
+def test_barge_in_flag_and_interruption_by_words():
+    eng = _agent_talking()
+    ev = eng.push_probabilities(speech(320))
+    (st,) = of(ev, SpeechStarted)
+    assert st.interrupt_response is True
+    assert st.turn_id == 2
+    ev = eng.push_transcript("wait, stop", final=False)
+    (it,) = of(ev, Interruption)
+    assert it.reason == "words"
+    assert it.transcript == "wait, stop"
+    # the interruption is a real turn: it ends like one
+    eng.set_agent_speaking(False)
+    ev = eng.push_probabilities(silence(224))
+    ev += eng.push_transcript("wait, stop", final=True)
+    ev += run_until(eng, EndOfTurn)
+    assert of(ev, EndOfTurn)[0].turn_id == 2
+
+
+@pytest.mark.parametrize("word", ["uh-huh", "yeah", "right", "mm-hmm okay"])
+def test_backchannel_while_agent_speaks_is_not_an_interruption(word):
+    eng = _agent_talking()
+    ev = eng.push_probabilities(speech(320))
+    ev += eng.push_transcript(word, final=True)
+    ev += eng.push_probabilities(silence(224))
+    (bc,) = of(ev, Backchannel)
+    assert bc.transcript == word
+    assert not of(ev, Interruption)
+    ev = eng.push_probabilities(silence(3000))
+    ev += eng.push_transcript(word, final=True)  # a late repeat of its words changes nothing
+    ev += eng.push_probabilities(silence(3000))
+    assert not of(ev, EndOfTurn)  # a backchannel opens no turn
+    assert eng.phase is TurnPhase.IDLE
+
+
+def test_long_overlap_is_an_interruption_whatever_the_words():
+    eng = _agent_talking(backchannel_max_ms=1000)
+    ev = eng.push_probabilities(speech(1500))
+    (it,) = of(ev, Interruption)
+    assert it.reason == "duration"
+    assert (it.sample - of(ev, SpeechStarted)[0].start_sample) * 1000 / SR >= 1000
+
+
+def test_short_wordless_overlap_becomes_a_backchannel_after_waiting():
+    eng = _agent_talking(backchannel_wait_ms=600)
+    ev = eng.push_probabilities(speech(320) + silence(224))
+    assert not of(ev, Backchannel)
+    ev = eng.push_probabilities(silence(640))
+    (bc,) = of(ev, Backchannel)
+    assert bc.transcript == ""
+
+
+def test_barge_in_needs_the_full_min_speech_bar():
+    eng = _agent_talking(min_speech_ms=384, min_speech_continuation_ms=150)
+    assert of(eng.push_probabilities(speech(224) + silence(400)), SpeechStarted) == []
+
+
+# ----------------------------------------------------------------------------- adaptation
+
+
+def _pauser(pause_ms: float, scorer=None) -> TurnEngine:
+    eng = engine(scorer or Scripted(SCORER), fallback_delay_ms=3000, max_delay_ms=3000)
+    eng.push_probabilities(silence(320))
+    for _ in range(20):
+        eng.push_probabilities(speech(480) + silence(pause_ms))
+    return eng
+
+
+def test_min_delay_adapts_to_the_users_pause_habit():
+    base = TurnOptions().min_delay_ms
+    slow = _pauser(1500)
+    assert len(slow.user_pauses_s) == 19  # between 20 utterances
+    assert slow.user_pauses_s[0] == pytest.approx(1.5, abs=0.04)
+    assert slow.current_min_delay_ms() > 1.5 * base
+    fast = _pauser(256)
+    assert fast.current_min_delay_ms() < base
+    off = engine(Scripted(SCORER), adapt_min_delay=False, fallback_delay_ms=3000)
+    off.push_probabilities((speech(480) + silence(1500)) * 5)
+    assert off.current_min_delay_ms() == base
+
+
+def test_slow_pauser_is_cut_off_less():
+    """After learning a user's long pauses, the same incomplete words wait longer."""
+    fresh = engine(Scripted(default=0.3))
+    utter(fresh, "so i was thinking")
+    d_fresh = of(run_until(fresh, EndOfTurn), EndOfTurn)[0].delay_ms
+    slow = _pauser(1500, Scripted(default=0.3))  # same score for the same words
+    slow.push_probabilities(speech(480) + silence(224))
+    slow.push_transcript("so i was thinking", final=True)
+    d_slow = of(run_until(slow, EndOfTurn), EndOfTurn)[0].delay_ms
+    assert d_slow > d_fresh + 200
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_chunking_does_not_change_events():
+    rng = np.random.default_rng(7)
+    probs = np.clip(rng.random(800) ** 3 * 1.4, 0, 1)  # bursty speech-like probabilities
+    audio = rng.standard_normal(probs.size * W).astype(np.float32)
+    opts = TurnOptions(stitch_ms=600, progressive_interval_ms=300)
+
+    def run(splits):
+        eng = TurnEngine(opts, scorer=Scripted(default=0.7))
+        out = []
+        for a, b in itertools.pairwise(splits):
+            out += eng.push_probabilities(probs[a:b], audio[a * W : b * W])
+        return [
+            (type(e).__name__, e.sample, getattr(e, "turn_id", None), getattr(e, "reason", None))
+            for e in out
+        ]
+
+    whole = run([0, probs.size])
+    cuts = sorted({0, probs.size, *rng.integers(1, probs.size, 60).tolist()})
+    assert run(cuts) == whole
+    assert any(k == "SpeechStarted" for k, *_ in whole)
+
+
+def test_bad_inputs_are_clear_errors():
+    eng = engine()
+    with pytest.raises(InvalidAudioError):
+        eng.push_probabilities([0.5, 1.5])
+    with pytest.raises(InvalidAudioError):
+        eng.push_probabilities([float("nan")])
+    with pytest.raises(InvalidAudioError):
+        eng.push_probabilities([0.5], np.zeros(100, dtype=np.float32))
+    with pytest.raises(InvalidOptionError, match="push_audio needs a VAD"):
+        eng.push_audio(np.zeros(512, dtype=np.float32))
+    with pytest.raises(InvalidOptionError):
+        eng.push_transcript(b"bytes", final=True)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError):
+        TurnEngine(scorer=42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError):
+        TurnEngine(sample_rate=44100)
+    with pytest.raises(InvalidOptionError):
+        TurnEngine(options={"min_speech_ms": 100})  # type: ignore[arg-type]
+
+
+def test_reset_forgets_everything():
+    eng = _pauser(1500)
+    eng.reset()
+    assert eng.sample == 0
+    assert eng.turn_id == 0
+    assert eng.user_pauses_s == []
+    assert eng.phase is TurnPhase.IDLE
+    assert eng.history == []
+
+
+def test_update_options_reaches_the_live_engine():
+    eng = engine(None, fallback_delay_ms=2000)
+    utter(eng, COMPLETE)
+    eng.update_options(eng.options.replace(fallback_delay_ms=400))
+    ev = run_until(eng, EndOfTurn)
+    assert of(ev, EndOfTurn)[0].delay_ms < 500
+
+
+def test_events_are_frozen():
+    eng = engine()
+    st = of(eng.push_probabilities(speech(320)), SpeechStarted)[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        st.turn_id = 5  # type: ignore[misc]
+    assert st.time_s == st.sample / SR
+    assert st.start_s == st.start_sample / SR
+
+
+# ----------------------------------------------------------------------------- external VAD
+
+
+def test_external_vad_decisions_drive_the_same_turn_logic():
+    eng = engine(Scripted(SCORER))
+    eng.advance_ms(320)
+    ev = eng.push_speech_start()
+    (st,) = of(ev, SpeechStarted)
+    assert st.turn_id == 1 and st.start_sample == eng.sample and st.audio is None
+    assert eng.push_speech_start() == []  # already speaking
+    eng.advance_ms(1000)
+    speech_end = eng.sample
+    eng.advance_ms(200)  # the host decided after a 200 ms hangover
+    ev = eng.push_speech_end(end_sample=speech_end)
+    (stop,) = of(ev, SpeechStopped)
+    assert stop.end_sample == speech_end and of(ev, FlushSTT)
+    ev = eng.push_transcript(INCOMPLETE, final=True)
+    ev += eng.advance_ms(640)
+    assert not of(ev, EndOfTurn)
+    ev = eng.push_speech_start()  # the user goes on: same turn, pause recorded
+    assert of(ev, SpeechStarted)[0].turn_id == 1
+    assert eng.user_pauses_s[-1] == pytest.approx(0.2 + 0.64, abs=0.04)
+    eng.advance_ms(500)
+    eng.push_speech_end()
+    ev = eng.push_transcript(COMPLETE, final=True)
+    ev += eng.advance_ms(500)
+    (eot,) = of(ev, EndOfTurn)
+    assert eot.reason == "semantic" and eot.transcript == f"{INCOMPLETE} {COMPLETE}"
+    with pytest.raises(InvalidOptionError):
+        eng.push_speech_start(start_sample=eng.sample + 1)

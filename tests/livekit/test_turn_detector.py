@@ -1,0 +1,133 @@
+"""caesura.TurnDetector against the real livekit-agents turn-detector protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+
+import pytest
+from livekit.agents import LanguageCode, llm
+from livekit.agents.voice.turn import _StreamingTurnDetector
+from lk_harness import eot_model_or_skip
+
+from livekit.plugins import caesura
+from livekit.plugins.caesura.turn_detector import chat_ctx_turns
+
+COMPLETE = "Can you book me a table for two at seven tonight?"
+INCOMPLETE = "I want to book a table for"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return caesura.TurnDetector(model=eot_model_or_skip())
+
+
+def ctx(*turns: tuple[str, str]) -> llm.ChatContext:
+    c = llm.ChatContext.empty()
+    c.add_message(role="system", content="You are a restaurant booking assistant.")
+    for role, text in turns:
+        c.add_message(role=role, content=text)
+    return c
+
+
+def test_protocol_shape_without_a_stream_attribute():
+    cls = caesura.TurnDetector
+    # a `stream` attribute would make LiveKit treat it as an audio (streaming) detector
+    assert not hasattr(cls, "stream")
+    for name in ("unlikely_threshold", "supports_language", "predict_end_of_turn"):
+        assert inspect.iscoroutinefunction(getattr(cls, name)), name
+    params = inspect.signature(cls.predict_end_of_turn).parameters
+    assert params["timeout"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert isinstance(cls.model, property)
+    assert isinstance(cls.provider, property)
+
+
+def test_chat_ctx_turns_reads_the_last_user_and_assistant_turns():
+    c = ctx(
+        ("user", "hi"),
+        ("assistant", "Hello! How can I help?"),
+        ("user", "I'd like"),
+        ("user", "a table"),
+    )
+    c.add_message(role="assistant", content="")  # empty: skipped
+    c.add_message(role="user", content="for two")
+    assert chat_ctx_turns(c) == [
+        ("user", "hi"),
+        ("agent", "Hello! How can I help?"),
+        ("user", "I'd like a table for two"),
+    ]
+    assert chat_ctx_turns(c, max_turns=1) == [("user", "I'd like a table for two")]
+    assert chat_ctx_turns(llm.ChatContext.empty()) == []
+
+
+def test_is_a_text_detector_for_the_session(detector):
+    assert not isinstance(detector, _StreamingTurnDetector)
+    assert detector.model
+    assert detector.provider == "caesura"
+
+
+def test_complete_vs_incomplete_sentence(detector):
+    async def main():
+        lang = LanguageCode("en-US")
+        assert await detector.supports_language(lang)
+        threshold = await detector.unlikely_threshold(lang)
+        p_done = await detector.predict_end_of_turn(ctx(("user", COMPLETE)))
+        p_more = await detector.predict_end_of_turn(ctx(("user", INCOMPLETE)))
+        return threshold, p_done, p_more
+
+    threshold, p_done, p_more = asyncio.run(main())
+    assert threshold is not None
+    assert 0.0 < threshold < 1.0
+    assert p_more < threshold <= p_done, (p_more, threshold, p_done)
+
+
+def test_same_probability_as_the_core_model(detector):
+    turns = [("agent", "What can I do for you?"), ("user", INCOMPLETE)]
+    c = llm.ChatContext.empty()
+    c.add_message(role="assistant", content=turns[0][1])
+    c.add_message(role="user", content=turns[1][1])
+    p = asyncio.run(detector.predict_end_of_turn(c))
+    assert p == pytest.approx(float(detector.core_model.predict(turns)), abs=1e-6)
+
+
+def test_unknown_and_unsupported_languages_are_logged_once(caplog):
+    det = caesura.TurnDetector(model=eot_model_or_skip())
+
+    async def main():
+        out = []
+        for lang in (None, LanguageCode("multi"), None, LanguageCode("multi")):
+            out.append(await det.supports_language(lang))
+        out.append(await det.supports_language(LanguageCode("xx")))
+        out.append(await det.supports_language(LanguageCode("xx")))
+        out.append(await det.unlikely_threshold(LanguageCode("xx")))
+        return out
+
+    with caplog.at_level(logging.INFO, logger="livekit.plugins.caesura"):
+        out = asyncio.run(main())
+    # unknown language: the model assumes English (said once), it is not silently skipped
+    assert out[:4] == [True, True, True, True]
+    assert caplog.text.count("no single language") == 1
+    # an unsupported language: False / None, with one warning
+    assert out[4:] == [False, False, None]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "'xx'" in warnings[0].getMessage()
+
+    strict = caesura.TurnDetector(model=det.core_model, assume_language=None)
+    with caplog.at_level(logging.INFO, logger="livekit.plugins.caesura"):
+        assert asyncio.run(strict.supports_language(None)) is False
+    assert "skipped" in caplog.text
+
+
+def test_threshold_override_and_validation():
+    model = eot_model_or_skip()
+    det = caesura.TurnDetector(model=model, unlikely_threshold=0.2)
+    assert asyncio.run(det.unlikely_threshold(LanguageCode("en"))) == 0.2
+    with pytest.raises(ValueError, match="unlikely_threshold"):
+        caesura.TurnDetector(model=model, unlikely_threshold=1.5)
+
+
+def test_timeout(detector):
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(detector.predict_end_of_turn(ctx(("user", COMPLETE)), timeout=0))
