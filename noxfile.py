@@ -19,13 +19,17 @@ PIPECAT = "pipecat-ai==1.14.0"
 
 SUITES = {
     # suite: (pip install arguments, pytest paths)
-    "core": ([".[test,files,server]"], ["tests/core", "tests/server"]),
+    # tests/docs runs the quickstarts' blocks; the bench extra gives `caesura tune --plot`
+    "core": ([".[test,files,server,bench]"], ["tests/core", "tests/server", "tests/docs"]),
     "train": ([TORCH, ".[test,files,train]", "silero-vad==6.2.3"], ["tests/train"]),
     "livekit": (
         [".[test,files]", "-e", "plugins/livekit", LIVEKIT, "livekit-plugins-silero==1.8.9"],
-        ["tests/livekit"],
+        ["tests/livekit", "tests/docs/test_quickstarts.py"],
     ),
-    "pipecat": ([".[test,files]", "-e", "plugins/pipecat", f"{PIPECAT}"], ["tests/pipecat"]),
+    "pipecat": (
+        [".[test,files]", "-e", "plugins/pipecat", f"{PIPECAT}"],
+        ["tests/pipecat", "tests/docs/test_quickstarts.py"],
+    ),
 }
 
 
@@ -57,7 +61,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def parity(session: nox.Session) -> None:
     """Our probabilities and timestamps against silero-vad's own code (torch CPU wheel)."""
-    session.install(TORCH, "silero-vad==6.2.3", ".[test,files]")
+    session.install(TORCH, "silero-vad==6.2.3", ".[test,files,server]")
     session.run(
         "pytest", "tests/parity", *session.posargs, env={"CAESURA_DATA": str(DATA)}
     )

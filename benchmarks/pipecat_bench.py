@@ -61,9 +61,16 @@ def windows_of(pcm: bytes, n: int) -> list[bytes]:
     return [pcm[i : i + 2 * n] for i in range(0, len(pcm) - 2 * n + 1, 2 * n)]
 
 
-def best_of(repeats: int, fn: Callable[[], float]) -> float:
-    """Median of ``repeats`` runs (each returns seconds per unit)."""
-    return statistics.median(fn() for _ in range(repeats))
+def best_of(repeats: int, fn: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    """Median wall and median process-CPU time of ``repeats`` runs (seconds per unit)."""
+    runs = [fn() for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def timed(fn: Callable[[], object], units: int) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - t) / units, (time.process_time() - c) / units
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,7 +88,7 @@ def vad_factories() -> dict[str, Callable[[], object]]:
     }
 
 
-def bench_voice_confidence(repeats: int) -> list[tuple[str, int, float, float]]:
+def bench_voice_confidence(repeats: int) -> list[tuple[str, int, tuple[float, float], tuple[float, float]]]:
     rows = []
     for rate in (16000, 8000):
         pcm = pcm_at("speech_16k.wav", rate)
@@ -93,11 +100,12 @@ def bench_voice_confidence(repeats: int) -> list[tuple[str, int, float, float]]:
             for w in wins[:20]:  # warm-up
                 vad.voice_confidence(w)  # type: ignore[attr-defined]
 
-            def run(vad: object = vad, wins: list[bytes] = wins) -> float:
-                t = time.perf_counter()
-                for w in wins:
-                    vad.voice_confidence(w)  # type: ignore[attr-defined]
-                return (time.perf_counter() - t) / len(wins)
+            def run(vad: object = vad, wins: list[bytes] = wins) -> tuple[float, float]:
+                def go() -> None:
+                    for w in wins:
+                        vad.voice_confidence(w)  # type: ignore[attr-defined]
+
+                return timed(go, len(wins))
 
             res[name] = best_of(repeats, run)
         ours, theirs = res["caesura CaesuraVADAnalyzer"], res["pipecat SileroVADAnalyzer"]
@@ -105,7 +113,7 @@ def bench_voice_confidence(repeats: int) -> list[tuple[str, int, float, float]]:
     return rows
 
 
-def bench_analyze_audio(repeats: int) -> list[tuple[str, int, float, float]]:
+def bench_analyze_audio(repeats: int) -> list[tuple[str, int, tuple[float, float], tuple[float, float]]]:
     rows = []
     for rate in (16000,):
         pcm = pcm_at("speech_16k.wav", rate)
@@ -121,10 +129,8 @@ def bench_analyze_audio(repeats: int) -> list[tuple[str, int, float, float]]:
                 for c in chunks:
                     await vad.analyze_audio(c)  # type: ignore[attr-defined]
 
-            def run(run_all: Callable[[], object] = run_all, n: int = n_windows) -> float:
-                t = time.perf_counter()
-                asyncio.run(run_all())  # type: ignore[arg-type]
-                return (time.perf_counter() - t) / n
+            def run(run_all: Callable[[], object] = run_all, n: int = n_windows) -> tuple[float, float]:
+                return timed(lambda: asyncio.run(run_all()), n)  # type: ignore[arg-type]
 
             res[name] = best_of(repeats, run)
         rows.append(
@@ -220,17 +226,18 @@ def speech_segments(name: str) -> list[tuple[int, int]]:
     return out
 
 
-def bench_smart_turn(repeats: int) -> tuple[float, float, int]:
+def bench_smart_turn(repeats: int) -> tuple[float, float, float, int]:
     """LocalSmartTurnAnalyzerV3: feed each utterance (speech + 0.2 s of silence, 20 ms chunks)
     as Pipecat's TurnAnalyzerUserTurnStopStrategy does, then time ``analyze_end_of_turn()``
     (one decision: Whisper features + ONNX over the last <= 8 s). Returns (median wall ms,
-    median model e2e ms from its TurnMetricsData, decisions)."""
+    median model e2e ms from its TurnMetricsData, median process-CPU ms, decisions)."""
     from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
     analyzer = LocalSmartTurnAnalyzerV3()
     analyzer.set_sample_rate(16000)
     walls: list[float] = []
     e2e: list[float] = []
+    cpus: list[float] = []
     for fixture in ("speech_16k.wav", "ami_sample_16k.wav"):
         pcm = pcm_at(fixture, 16000)
         for start, end in speech_segments(fixture):
@@ -243,9 +250,10 @@ def bench_smart_turn(repeats: int) -> tuple[float, float, int]:
                 analyzer.clear()
                 for i in range(0, len(utt), step):
                     analyzer.append_audio(utt[i : i + step], is_speech=i < speech_bytes)
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 _, metrics = await analyzer.analyze_end_of_turn()
                 wall = (time.perf_counter() - t) * 1000
+                cpus.append((time.process_time() - c) * 1000)
                 return wall, float(getattr(metrics, "e2e_processing_time_ms", float("nan")))
 
             for _ in range(repeats):
@@ -253,4 +261,172 @@ def bench_smart_turn(repeats: int) -> tuple[float, float, int]:
                 walls.append(w)
                 e2e.append(m)
     asyncio.run(analyzer.cleanup())
-    return statistics.median(walls), statistics.median(e2e), len(walls)
+    return statistics.median(walls), statistics.median(e2e), statistics.median(cpus), len(walls)
+
+
+def load_scorer() -> tuple[object, str]:
+    """caesura's end-of-turn model, or the lexical heuristic when it is not installed."""
+    try:
+        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]
+
+        return EndOfTurnModel.load(), "caesura end-of-turn model"
+    except Exception as exc:  # not installed yet: say so and measure the fallback
+        from caesura.turn import lexical_end_probability
+
+        logging.getLogger(__name__).warning("end-of-turn model unavailable (%s)", exc)
+        return lexical_end_probability, "lexical heuristic (end-of-turn model NOT installed)"
+
+
+def bench_scorer(scorer: object, repeats: int) -> tuple[float, float]:
+    """Median ms of one P(end | words) inference over TRANSCRIPTS (after a warm-up)."""
+    predict = getattr(scorer, "predict", scorer)
+    turns_list = [
+        [{"role": "assistant", "content": "Hi, how can I help you today?"}, {"role": "user", "content": t}]
+        for t in TRANSCRIPTS
+    ]
+    for turns in turns_list:
+        predict(turns)  # type: ignore[operator]
+    times, cpus = [], []
+    for _ in range(repeats):
+        for turns in turns_list:
+            t, c = time.perf_counter(), time.process_time()
+            predict(turns)  # type: ignore[operator]
+            times.append((time.perf_counter() - t) * 1000)
+            cpus.append((time.process_time() - c) * 1000)
+    return statistics.median(times), statistics.median(cpus)
+
+
+async def _setup_strategy(strategy: object) -> None:
+    from pipecat.clocks.system_clock import SystemClock
+    from pipecat.processors.frame_processor import FrameProcessorSetup
+    from pipecat.utils.asyncio.task_manager import TaskManager
+
+    setup = FrameProcessorSetup(
+        clock=SystemClock(), task_manager=TaskManager(), pipeline_worker=None  # type: ignore[arg-type]
+    )
+    await strategy.setup(setup)  # type: ignore[attr-defined]
+
+
+def bench_decision_paths(
+    scorer: object, repeats: int
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """The whole decision on the event loop, as each stop strategy makes it, on the same
+    utterance audio: Pipecat's TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)
+    decides when VAD reports the stop (``process_frame(VADUserStoppedSpeakingFrame)``, which
+    awaits ``analyze_end_of_turn``); CaesuraTurnStopStrategy decides when the final transcript
+    arrives (``process_frame(TranscriptionFrame)``: worker hop, engine, model, metrics)."""
+    from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+    from pipecat.frames.frames import (
+        InputAudioRawFrame,
+        TranscriptionFrame,
+        VADUserStartedSpeakingFrame,
+        VADUserStoppedSpeakingFrame,
+    )
+    from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
+    from pipecat_caesura import CaesuraTurnStopStrategy
+
+    pcm = pcm_at("speech_16k.wav", 16000)[: 16000 * 2 * 2]  # a 2 s utterance
+    sil = b"\x00\x00" * 4800  # 0.3 s
+    step = 640
+
+    def frames(data: bytes) -> list[InputAudioRawFrame]:
+        return [
+            InputAudioRawFrame(audio=data[i : i + step], sample_rate=16000, num_channels=1)
+            for i in range(0, len(data), step)
+        ]
+
+    async def theirs() -> list[tuple[float, float]]:
+        strategy = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())
+        await _setup_strategy(strategy)
+        out = []
+        for k in range(repeats * len(TRANSCRIPTS)):
+            await strategy.handle_user_turn_started()
+            await strategy.process_frame(VADUserStartedSpeakingFrame(start_secs=0.2))
+            for f in frames(pcm):
+                await strategy.process_frame(f)
+            await strategy.process_frame(TranscriptionFrame(TRANSCRIPTS[k % len(TRANSCRIPTS)], "u", "t"))
+            t, c = time.perf_counter(), time.process_time()
+            await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2))
+            out.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
+            await strategy.handle_user_turn_stopped()
+        await strategy.cleanup()
+        return out
+
+    async def ours() -> list[tuple[float, float]]:
+        strategy = CaesuraTurnStopStrategy(scorer=scorer)
+        await _setup_strategy(strategy)
+        out = []
+        for k in range(repeats * len(TRANSCRIPTS)):
+            await strategy.handle_user_turn_started()
+            for f in frames(pcm + sil):
+                await strategy.process_frame(f)
+            t, c = time.perf_counter(), time.process_time()
+            await strategy.process_frame(TranscriptionFrame(TRANSCRIPTS[k % len(TRANSCRIPTS)], "u", "t", finalized=True))
+            out.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
+            await strategy.handle_user_turn_stopped()
+        await strategy.cleanup()
+        return out
+
+    return asyncio.run(theirs()), asyncio.run(ours())
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--streams", default="1,8,32", help="concurrent pipelines to simulate")
+    parser.add_argument("--data", default=None, help="ignored (uses tests/fixtures only)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import pipecat  # noqa: F401
+        import pipecat_caesura  # noqa: F401
+    except ImportError as exc:
+        print(f"pipecat_bench: skipped ({exc}); install pipecat-ai==1.14.0 and plugins/pipecat")
+        return 0
+    from importlib.metadata import version
+
+    print(f"pipecat-ai {version('pipecat-ai')}, pipecat-caesura {version('pipecat-caesura')}, "
+          f"onnxruntime {version('onnxruntime')}, {os.cpu_count()} CPUs visible")
+    print()
+    print("== VAD: per 32 ms window (median of", args.repeats, "runs over speech_16k.wav) ==")
+    print("   wall = elapsed time, cpu = process CPU time (robust when other jobs share the cores)")
+    print(f"{'path':30} {'rate':>6} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6}")
+    for name, rate, (tw, tc), (ow, oc) in bench_voice_confidence(args.repeats) + bench_analyze_audio(args.repeats):
+        print(f"{name:30} {rate:>6} {tw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / tw:>5.2f}x   "
+              f"{tc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / tc:>5.2f}x")
+    streams = [int(s) for s in args.streams.split(",") if s]
+    print()
+    print("== VAD: N concurrent pipelines, one analyzer each on its own thread (16 kHz), per window ==")
+    print(f"{'N':>4} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6} {'max batch':>10}")
+    for _, n, pw, ow, pc, oc, mb in bench_concurrent(streams, args.repeats):
+        print(f"{n:>4} {pw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / pw:>5.2f}x   "
+              f"{pc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / pc:>5.2f}x {mb:>10}")
+    print()
+    print("== End of turn: one decision ==")
+    smart_wall, smart_e2e, smart_cpu, n = bench_smart_turn(max(1, args.repeats // 2))
+    scorer, scorer_name = load_scorer()
+    ours_wall, ours_cpu = bench_scorer(scorer, args.repeats)
+    print(f"Pipecat LocalSmartTurnAnalyzerV3 (analyze_end_of_turn, audio <= 8 s, {n} decisions):")
+    print(f"    {smart_wall:9.2f} ms wall  {smart_e2e:9.2f} ms model e2e  {smart_cpu:9.2f} ms cpu")
+    print(f"caesura scorer, {scorer_name} ({len(TRANSCRIPTS)} transcripts x {args.repeats}):")
+    print(f"    {ours_wall:9.3f} ms wall  {'':24}{ours_cpu:9.3f} ms cpu")
+    print(f"    ratio caesura / smart-turn: wall {ours_wall / smart_wall:.3f}x, cpu {ours_cpu / max(smart_cpu, 1e-9):.3f}x")
+    theirs_path, ours_path = bench_decision_paths(scorer, max(1, args.repeats // 2))
+    tw = statistics.median(p[0] for p in theirs_path)
+    tc = statistics.median(p[1] for p in theirs_path)
+    ow = statistics.median(p[0] for p in ours_path)
+    oc = statistics.median(p[1] for p in ours_path)
+    print("whole decision inside the stop strategy (process_frame on the event loop, median):")
+    print(f"    Pipecat TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)  {tw:9.2f} ms wall {tc:9.2f} ms cpu")
+    print(f"    CaesuraTurnStopStrategy                                            {ow:9.2f} ms wall {oc:9.2f} ms cpu")
+    print(f"    ratio caesura / Pipecat: wall {ow / tw:.3f}x, cpu {oc / max(tc, 1e-9):.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

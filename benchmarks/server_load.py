@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 try:
@@ -38,14 +39,14 @@ except ImportError:  # pragma: no cover
 
 import websockets
 
+from caesura.audio import decode_wav, to_mono
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "speech_16k.wav"
 RATE = 16000
 
 
 def load_audio() -> bytes:
-    from caesura.audio import decode_wav, to_mono
-
     frames, rate = decode_wav(FIXTURE.read_bytes())
     assert rate == RATE
     x = to_mono(frames)
@@ -80,8 +81,6 @@ class Server:
         self.proc = subprocess.Popen(cmd, cwd=ROOT)
         self.ps = psutil.Process(self.proc.pid) if psutil else None
         deadline = time.monotonic() + 60
-        import httpx
-
         while True:
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
@@ -102,8 +101,6 @@ class Server:
         return self.ps.memory_info().rss / 2**20 if self.ps else float("nan")
 
     def metrics(self) -> dict[str, float]:
-        import httpx
-
         out: dict[str, float] = {}
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
         for line in text.splitlines():
@@ -345,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             pc_levels = [int(x) for x in args.per_connection_streams.split(",") if x]
         rows += ramp("per-connection", pc_levels, args, audio, deadline)
     print(
-        "\nlargest N sustained (p99 < %.0f ms, client on time, all windows inferred):" % args.p99_ms
+        f"\nlargest N sustained (p99 < {args.p99_ms:.0f} ms, client on time, all windows inferred):"
     )
     for mode in ("batched", "per-connection"):
         good = [r for r in rows if r["mode"] == mode and ok(r, args)]

@@ -26,11 +26,18 @@ import numpy as np
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_load import FIXTURE, RATE, Server, conditions, load_audio  # noqa: E402
+from server_load import FIXTURE, RATE, Server, conditions, load_audio
 
 
-async def session_loop(url: str, audio: bytes, chunk_ms: int, stop_at: float, reconnect_s: float,
-                       idx: int, stats: dict[str, int]) -> None:
+async def session_loop(
+    url: str,
+    audio: bytes,
+    chunk_ms: int,
+    stop_at: float,
+    reconnect_s: float,
+    idx: int,
+    stats: dict[str, int],
+) -> None:
     chunk = RATE * chunk_ms // 1000 * 2
     period = chunk_ms / 1000.0
     pos = (idx * 7919 * chunk) % len(audio) // chunk * chunk
@@ -38,11 +45,15 @@ async def session_loop(url: str, audio: bytes, chunk_ms: int, stop_at: float, re
     while time.perf_counter() < stop_at:
         try:
             async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
+
                 async def reader() -> None:
-                    async for msg in ws:
-                        ev = json.loads(msg)
-                        key = "errors" if "error" in ev else "events"
-                        stats[key] += 1
+                    try:
+                        async for msg in ws:
+                            ev = json.loads(msg)
+                            key = "errors" if "error" in ev else "events"
+                            stats[key] += 1
+                    except websockets.ConnectionClosed:
+                        stats["dropped"] = stats.get("dropped", 0) + 1
 
                 rd = asyncio.create_task(reader())
                 t0 = time.perf_counter()
@@ -75,8 +86,9 @@ async def session_loop(url: str, audio: bytes, chunk_ms: int, stop_at: float, re
             await asyncio.sleep(1.0)
 
 
-async def http_loop(base: str, wav: bytes, every: float, stop_at: float,
-                    stats: dict[str, int]) -> None:
+async def http_loop(
+    base: str, wav: bytes, every: float, stop_at: float, stats: dict[str, int]
+) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         i = 0
         while time.perf_counter() < stop_at:
@@ -102,20 +114,34 @@ async def soak(args: argparse.Namespace) -> int:
     audio = load_audio()
     wav = FIXTURE.read_bytes()
     url = f"ws://127.0.0.1:{server.port}/v1/audio/realtime_vad"
-    stats: dict[str, int] = {"events": 0, "errors": 0, "sessions": 0, "connect_failures": 0,
-                             "garbage_sent": 0}
+    stats: dict[str, int] = {
+        "events": 0,
+        "errors": 0,
+        "sessions": 0,
+        "connect_failures": 0,
+        "garbage_sent": 0,
+    }
     samples: list[tuple[float, float]] = []
-    print(f"soak: {args.streams} streams, {args.duration:.0f} s, server pid {server.proc.pid}, "
-          f"idle RSS {server.rss_mb():.0f} MB; {conditions()}", flush=True)
+    print(
+        f"soak: {args.streams} streams, {args.duration:.0f} s, server pid {server.proc.pid}, "
+        f"idle RSS {server.rss_mb():.0f} MB; {conditions()}",
+        flush=True,
+    )
     cpu0 = server.cpu_s()
     t_start = time.perf_counter()
     stop_at = t_start + args.duration
     try:
-        tasks = [asyncio.create_task(session_loop(url, audio, args.chunk_ms, stop_at,
-                                                  args.reconnect_s, i, stats))
-                 for i in range(args.streams)]
-        tasks.append(asyncio.create_task(
-            http_loop(f"http://127.0.0.1:{server.port}", wav, args.http_every, stop_at, stats)))
+        tasks = [
+            asyncio.create_task(
+                session_loop(url, audio, args.chunk_ms, stop_at, args.reconnect_s, i, stats)
+            )
+            for i in range(args.streams)
+        ]
+        tasks.append(
+            asyncio.create_task(
+                http_loop(f"http://127.0.0.1:{server.port}", wav, args.http_every, stop_at, stats)
+            )
+        )
         tasks.append(asyncio.create_task(sampler(server, stop_at, samples)))
         last = 0.0
         while not all(t.done() for t in tasks):
@@ -140,12 +166,16 @@ async def soak(args: argparse.Namespace) -> int:
     growth = (end - base) / base
     verdict = "PASS" if abs(growth) <= args.tolerance else "FAIL"
     print(f"\nRSS samples (t s, MB): {[(round(t), round(r, 1)) for t, r in samples]}")
-    print(f"stats: {stats}; server CPU {cpu:.0f}% of a core; windows "
-          f"{metrics.get('caesura_vad_windows_total', 0):.0f}, batches "
-          f"{metrics.get('caesura_vad_batches_total', 0):.0f}")
-    print(f"RSS baseline {base:.1f} MB (median of first 20% after {args.warmup:.0f} s), "
-          f"end {end:.1f} MB (median of last 20%), peak {peak:.1f} MB: growth "
-          f"{100 * growth:+.1f}% -> {verdict} (tolerance {100 * args.tolerance:.0f}%)")
+    print(
+        f"stats: {stats}; server CPU {cpu:.0f}% of a core; windows "
+        f"{metrics.get('caesura_vad_windows_total', 0):.0f}, batches "
+        f"{metrics.get('caesura_vad_batches_total', 0):.0f}"
+    )
+    print(
+        f"RSS baseline {base:.1f} MB (median of first 20% after {args.warmup:.0f} s), "
+        f"end {end:.1f} MB (median of last 20%), peak {peak:.1f} MB: growth "
+        f"{100 * growth:+.1f}% -> {verdict} (tolerance {100 * args.tolerance:.0f}%)"
+    )
     print(f"conditions: {conditions()}")
     return 0 if verdict == "PASS" else 1
 

@@ -135,7 +135,7 @@ def score_contexts(
         batch = 256
         for b in range(0, len(todo), batch):
             idx = todo[b : b + batch]
-            probs = model.predict_many([as_chat(ctx_list[i]) for i in idx])
+            probs = model.predict_many([as_chat(ctx_list[i]) for i in idx], batch_size=64)
             for i, pr in zip(idx, probs, strict=True):
                 out[i] = cache[ctx_list[i]] = float(pr)
             if b and b % (batch * 40) == 0:
@@ -227,7 +227,7 @@ def summarise(ops) -> dict:
 # ------------------------------------------------------------------------------ main
 
 
-def load_model(kind: str):
+def load_model(kind: str, path: Path | None):
     if kind in ("none", "heuristic"):
         return None
     try:
@@ -238,7 +238,7 @@ def load_model(kind: str):
         log.warning("no caesura.eot.EndOfTurnModel yet (%s): lexical policies only", exc)
         return None
     try:
-        return EndOfTurnModel.load()
+        return EndOfTurnModel.load(path, num_threads=1)
     except Exception as exc:  # a missing bundled model is not fatal in auto mode
         if kind == "model":
             raise
@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-conversations", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scorer", choices=("auto", "model", "heuristic", "none"), default="auto")
+    ap.add_argument(
+        "--model-path", type=Path, default=None, help="an exported model folder (default: bundled)"
+    )
     ap.add_argument("--logit-scale", type=float, default=1.0, help="model log-odds scale in fusion")
     ap.add_argument("--cache", type=Path, default=None, help="pickle of model scores per context")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -281,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         int(is_end.sum()),
         time.perf_counter() - t0,
     )
-    model = load_model(args.scorer)
-    model_name = getattr(model, "name", None) or type(model).__name__ if model is not None else None
+    model = load_model(args.scorer, args.model_path)
+    model_name = None
+    if model is not None:
+        cfg = model.config
+        model_name = f"{cfg.get('name', 'EndOfTurnModel')} ({args.model_path or 'bundled'})"
     cache: dict = {}
     if args.cache is not None and args.cache.is_file():
         with args.cache.open("rb") as fh:

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import websockets
 
@@ -57,8 +58,9 @@ async def stream(args: argparse.Namespace) -> None:
                 print(stamp, json.dumps(ev), extra)
                 if ev.get("event") == "speech_end" and args.transcript and not sent_transcript:
                     sent_transcript = True
-                    await ws.send(json.dumps(
-                        {"type": "transcript", "text": args.transcript, "final": True}))
+                    await ws.send(
+                        json.dumps({"type": "transcript", "text": args.transcript, "final": True})
+                    )
 
         reader = asyncio.create_task(receive())
         step = 640  # bytes = 20 ms
@@ -72,13 +74,15 @@ async def stream(args: argparse.Namespace) -> None:
 
 
 def http(args: argparse.Namespace) -> None:
-    import httpx
-
     base = args.url.replace("ws://", "http://").replace("wss://", "https://")
     base = base.rsplit("/v1/", 1)[0]
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
-    r = httpx.post(f"{base}/v1/audio/vad", headers=headers,
-                   files={"audio": ("audio.wav", args.wav.read_bytes())}, timeout=120)
+    r = httpx.post(
+        f"{base}/v1/audio/vad",
+        headers=headers,
+        files={"audio": ("audio.wav", args.wav.read_bytes())},
+        timeout=120,
+    )
     print("POST /v1/audio/vad ->", r.status_code, r.text)
 
 

@@ -95,7 +95,12 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("--max-conversations", "60"),
         ),
         Benchmark(
-            "livekit_bench",
+            "vad_offline_speed",
+            "Offline file segmentation speed against silero-vad's get_speech_timestamps",
+            "silero-vad (torch) for the peer",
+        ),
+        Benchmark(
+            "livekit_vad",
             "LiveKit plugin: CPU per stream-second against livekit-plugins-silero",
             "livekit-agents and livekit-plugins-silero",
         ),
@@ -109,6 +114,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             "caesura serve: concurrent real-time WebSocket streams",
             "the server extra (caesura[server]) and psutil",
             ("--streams", "25,50,100", "--seconds", "5", "--mode", "batched"),
+        ),
+        Benchmark(
+            "server_soak",
+            "caesura serve: 10-minute soak, memory over time",
+            "the server extra (caesura[server]) and psutil",
         ),
     )
 }
@@ -323,7 +333,7 @@ def _bar_plot(
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     for i, v in enumerate(values):
-        ax.text(v, i, f" {v:.3g}", va="center", fontsize=8)
+        ax.text(v, i, f" {v:,.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)

@@ -1061,7 +1061,8 @@ class TuneReport:
         table[0] = "| objective " + table[0]
         table[1] = "|---" + table[1]
         table[2:] = [f"| {n} " + t for n, t in zip(names, table[2:], strict=True)]
-        out = [
+        out = [f"Produced by `{self.command}`.", ""] if self.command else []
+        out += [
             f"Recordings: {len(self.recordings)} ({self.audio_s / 60:.1f} min, "
             f"{sum(r['speech_s'] for r in self.recordings) / 60:.1f} min labelled speech). "
             f"{len(self.results)} settings scored in {self.seconds:.1f} s.",

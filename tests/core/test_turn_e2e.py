@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caesura.audio import read_audio
+from caesura.audio import read_audio, resample
+from caesura.errors import InvalidOptionError
 from caesura.turn import (
     EndOfTurn,
     FlushSTT,
@@ -127,3 +128,16 @@ def test_ami_meeting_excerpt_with_agent_speaking(vad, fixtures_dir):
     starts = [e for e in drive(eng2, audio, []) if isinstance(e, SpeechStarted)]
     assert starts
     assert starts[0].interrupt_response
+
+
+def test_other_input_rates_are_resampled_onto_the_model_clock(vad, fixtures_dir):
+    audio, _ = read_audio(fixtures_dir / "speech_16k.wav")
+    ref = [e for e in drive(TurnEngine(vad=vad), audio, []) if isinstance(e, SpeechStarted)]
+    hi = resample(audio.astype(np.float32), 16000, 48000)
+    eng = TurnEngine(vad=vad, input_sample_rate=48000)
+    got = [e for e in drive(eng, hi, []) if isinstance(e, SpeechStarted)]
+    assert len(got) == len(ref)
+    for a, b in zip(got, ref, strict=True):  # same clock (16 kHz samples), within a window
+        assert abs(a.start_sample - b.start_sample) <= 512
+    with pytest.raises(InvalidOptionError, match="sample_rate=16000"):
+        TurnEngine(vad=vad, sample_rate=8000, input_sample_rate=48000)

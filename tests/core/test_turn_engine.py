@@ -575,6 +575,8 @@ def test_bad_inputs_are_clear_errors():
         TurnEngine(scorer=42)  # type: ignore[arg-type]
     with pytest.raises(InvalidOptionError):
         TurnEngine(sample_rate=44100)
+    with pytest.raises(InvalidOptionError, match="SileroVAD"):
+        TurnEngine(vad=object())  # type: ignore[arg-type]
     with pytest.raises(InvalidOptionError):
         TurnEngine(options={"min_speech_ms": 100})  # type: ignore[arg-type]
 
@@ -614,14 +616,17 @@ def test_external_vad_decisions_drive_the_same_turn_logic():
     eng.advance_ms(320)
     ev = eng.push_speech_start()
     (st,) = of(ev, SpeechStarted)
-    assert st.turn_id == 1 and st.start_sample == eng.sample and st.audio is None
+    assert st.turn_id == 1
+    assert st.start_sample == eng.sample
+    assert st.audio is None
     assert eng.push_speech_start() == []  # already speaking
     eng.advance_ms(1000)
     speech_end = eng.sample
     eng.advance_ms(200)  # the host decided after a 200 ms hangover
     ev = eng.push_speech_end(end_sample=speech_end)
     (stop,) = of(ev, SpeechStopped)
-    assert stop.end_sample == speech_end and of(ev, FlushSTT)
+    assert stop.end_sample == speech_end
+    assert of(ev, FlushSTT)
     ev = eng.push_transcript(INCOMPLETE, final=True)
     ev += eng.advance_ms(640)
     assert not of(ev, EndOfTurn)
@@ -633,6 +638,7 @@ def test_external_vad_decisions_drive_the_same_turn_logic():
     ev = eng.push_transcript(COMPLETE, final=True)
     ev += eng.advance_ms(500)
     (eot,) = of(ev, EndOfTurn)
-    assert eot.reason == "semantic" and eot.transcript == f"{INCOMPLETE} {COMPLETE}"
+    assert eot.reason == "semantic"
+    assert eot.transcript == f"{INCOMPLETE} {COMPLETE}"
     with pytest.raises(InvalidOptionError):
         eng.push_speech_start(start_sample=eng.sample + 1)

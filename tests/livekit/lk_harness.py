@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import inspect
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -19,18 +20,24 @@ import numpy as np
 import pytest
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
+    AgentSession,
     APIConnectOptions,
-    LanguageCode,
     llm,
     stt,
     tts,
     utils,
 )
 from livekit.agents.utils.audio import AudioBuffer
-from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
+from livekit.agents.voice import io as lk_io
+from livekit.agents.voice.io import AudioInput, AudioOutput
 
 from caesura.audio import read_audio, resample
 from livekit import rtc
+
+try:  # livekit-agents >= 1.5; plain strings before
+    from livekit.agents import LanguageCode
+except ImportError:  # pragma: no cover - the floor of the supported range
+    LanguageCode = str  # type: ignore[misc,assignment]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 LK_RATE = 24000  # what RoomIO delivers
@@ -108,7 +115,12 @@ class EchoLLM(llm.LLM):
 
     def chat(self, *, chat_ctx: llm.ChatContext, tools: Any = None, **kwargs: Any) -> llm.LLMStream:
         last = next(
-            (m.text_content or "" for m in reversed(chat_ctx.messages()) if m.role == "user"), ""
+            (
+                m.text_content or ""
+                for m in reversed(chat_ctx.items)
+                if isinstance(m, llm.ChatMessage) and m.role == "user"
+            ),
+            "",
         )
         self.calls.append((time.time(), last))
         return _EchoStream(
@@ -192,17 +204,15 @@ class NullAudioOutput(AudioOutput):
     """Accepts the agent's audio and reports it played at once."""
 
     def __init__(self) -> None:
-        super().__init__(
-            label="caesura-test-output",
-            next_in_chain=None,
-            sample_rate=LK_RATE,
-            capabilities=AudioOutputCapabilities(pause=False),
-        )
+        kwargs: dict[str, Any] = {"label": "caesura-test-output", "sample_rate": LK_RATE}
+        if hasattr(lk_io, "AudioOutputCapabilities"):  # livekit-agents >= 1.3
+            kwargs["capabilities"] = lk_io.AudioOutputCapabilities(pause=False)
+        super().__init__(**kwargs)
         self._pushed = 0.0
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
-        if not self._pushed:
+        if not self._pushed and hasattr(self, "on_playback_started"):
             self.on_playback_started(created_at=time.time())
         self._pushed += frame.duration
 
@@ -253,3 +263,27 @@ def eot_model_or_skip() -> Any:
     if not any(p.name.endswith(".onnx") for p in assets.iterdir()):
         pytest.skip("the end-of-turn model is not bundled yet (src/caesura/eot/assets is empty)")
     return EndOfTurnModel.load()
+
+
+def session_options(turn_detection: Any, min_delay: float, max_delay: float) -> dict[str, Any]:
+    """AgentSession keyword arguments for these endpointing settings, in the style the
+    installed livekit-agents takes (``turn_handling`` since 1.5, flat arguments before)."""
+    params = inspect.signature(AgentSession.__init__).parameters
+    if "turn_handling" in params:
+        return {
+            "turn_handling": {
+                "turn_detection": turn_detection,
+                "endpointing": {"min_delay": min_delay, "max_delay": max_delay},
+                "preemptive_generation": {"enabled": False},
+            }
+        }
+    return {
+        "turn_detection": turn_detection,
+        "min_endpointing_delay": min_delay,
+        "max_endpointing_delay": max_delay,
+    }
+
+
+def start_options() -> dict[str, Any]:
+    """``record=False`` where AgentSession.start takes it (no recorder in tests)."""
+    return {"record": False} if "record" in inspect.signature(AgentSession.start).parameters else {}

@@ -23,6 +23,8 @@ from lk_harness import (
     SilentTTS,
     TurnTimeline,
     eot_model_or_skip,
+    session_options,
+    start_options,
 )
 
 from caesura.vad.session import VADSession
@@ -53,11 +55,7 @@ async def run_turn(
         stt=stt,
         llm=EchoLLM(),
         tts=SilentTTS(),
-        turn_handling={
-            "turn_detection": turn_detection,
-            "endpointing": {"min_delay": MIN_DELAY, "max_delay": MAX_DELAY},
-            "preemptive_generation": {"enabled": False},
-        },
+        **session_options(turn_detection, MIN_DELAY, MAX_DELAY),
     )
     audio_in = PacedAudioInput(pcm)
     session.input.audio = audio_in
@@ -78,7 +76,7 @@ async def run_turn(
         if ev.new_state == "listening" and timeline.vad_end_s is None and audio_in.started_at:
             timeline.vad_end_s = time.time() - audio_in.started_at
 
-    await session.start(Agent(instructions="You book tables."), record=False)
+    await session.start(Agent(instructions="You book tables."), **start_options())
     try:
         await asyncio.wait_for(committed, timeout=MAX_DELAY + 8.0)
     finally:

@@ -1,4 +1,4 @@
-"""``POST /v1/audio/vad`` of a live ``caesura serve`` against silero-vad's ``get_speech_timestamps``.
+"""``POST /v1/audio/vad`` of a live ``caesura serve`` vs silero-vad's ``get_speech_timestamps``.
 
 silero_vad_server answers with ``get_speech_timestamps`` at default parameters; so must we.
 Run by ``nox -s parity``; skipped when silero-vad (and torch) or the server extra are missing.
@@ -7,6 +7,7 @@ Run by ``nox -s parity``; skipped when silero-vad (and torch) or the server extr
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 import warnings
@@ -38,7 +39,8 @@ def base_url():
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        assert thread.is_alive(), "server died"
+        assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
@@ -60,8 +62,6 @@ def silero(audio: np.ndarray, model) -> list[dict[str, int]]:
 
 
 def _wav16(audio: np.ndarray) -> bytes:
-    import struct
-
     raw = np.clip(np.round(audio * 32768), -32768, 32767).astype("<i2").tobytes()
     fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
     body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(raw)) + raw

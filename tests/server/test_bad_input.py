@@ -233,7 +233,8 @@ def test_odd_length_frames(server, speech_16k):
 def test_text_garbage(server, text):
     events = stream_events(server.ws + RT, [text, b"\x00\x00" * 600], settle_s=0.5)
     errs = ws_errors(events)
-    assert len(errs) == 1 and errs[0]["error"] == "invalid_message", errs
+    assert len(errs) == 1, errs
+    assert errs[0]["error"] == "invalid_message"
     assert errs[0]["message"]
 
 

@@ -104,5 +104,5 @@ def test_metrics_exposition():
     assert "y 1.5\n" in text
     assert 'z_seconds_bucket{le="0.1"} 1\nz_seconds_bucket{le="1"} 1\n' in text
     assert 'z_seconds_bucket{le="+Inf"} 2\nz_seconds_sum 5.05\nz_seconds_count 2\n' in text
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="only goes up"):
         c.inc(-1, kind="a")

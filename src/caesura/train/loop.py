@@ -25,16 +25,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 12000
+    steps: int = 6000
     max_minutes: float = 95.0
-    batch: int = 32
+    batch: int = 16
     lr: float = 1.5e-3
     min_lr_frac: float = 0.05
-    warmup: int = 200
+    warmup: int = 100
     weight_decay: float = 0.05
     eot_weight: float = 1.0
     switchboard_share: float = 0.55
-    eval_every_minutes: float = 7.0
+    eval_every_minutes: float = 15.0
     threads: int = 2
     seed: int = 1234
 
@@ -193,7 +193,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
         opt.step()
         step += 1
-        v = float(loss)
+        v = float(loss.detach())
         ema = v if ema is None else 0.98 * ema + 0.02 * v
         if step % 50 == 0:
             tps = step * tcfg.batch * mcfg.context / (time.time() - t_start)

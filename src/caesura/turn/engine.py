@@ -50,6 +50,7 @@ from caesura.turn.events import (
 from caesura.turn.fusion import PauseSurvival, end_posterior
 from caesura.turn.lexical import is_backchannel, normalise_words
 from caesura.turn.options import STITCH_MIN_FRAGMENT_MS, TurnOptions
+from caesura.vad.model import SileroVAD, VADStream
 from caesura.vad.segmenter import Segmenter, SpeechEnd, SpeechStart, VADWindow, window_size_for
 
 __all__ = ["EndOfTurnScorer", "SupportsPredict", "TurnEngine", "TurnPhase"]
@@ -140,7 +141,7 @@ class TurnEngine:
         options: TurnOptions | None = None,
         *,
         scorer: EndOfTurnScorer | SupportsPredict | None = None,
-        vad: Any = None,
+        vad: SileroVAD | None = None,
         sample_rate: int = 16000,
         input_sample_rate: int | None = None,
         survival: PauseSurvival | None = None,
@@ -151,12 +152,13 @@ class TurnEngine:
         self.sample_rate = int(sample_rate)
         self.window_size = window_size_for(self.sample_rate)
         self._predict, self._supports_language = _scorer_functions(scorer)
-        self._vad = vad
         self._input_rate = self.sample_rate if input_sample_rate is None else int(input_sample_rate)
-        self._vad_stream: Any = None
+        self._vad_stream: VADStream | None = None
         if vad is not None:
-            if not hasattr(vad, "stream"):
-                raise InvalidOptionError("vad must be a SileroVAD (an object with .stream(rate))")
+            if not isinstance(vad, SileroVAD):
+                raise InvalidOptionError(
+                    f"vad must be a SileroVAD (SileroVAD.load()), got {type(vad).__name__}"
+                )
             stream = vad.stream(self._input_rate)
             if int(stream.model_rate) != self.sample_rate:
                 raise InvalidOptionError(

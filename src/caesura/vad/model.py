@@ -458,23 +458,23 @@ class SileroVAD:
         holds the audio of the windows just scored.
         """
         seen: set[int] = set()
-        for s in streams:
+        by_rate: dict[int, list[int]] = {}
+        for i, s in enumerate(streams):
             if not isinstance(s, VADStream):
                 raise InvalidOptionError(f"infer_ready takes VADStream objects, got {type(s)}")
             if s._model is not self:
                 raise InvalidOptionError("infer_ready got a stream created by another model")
-            if id(s) in seen:
+            if s._closed:
+                raise InvalidOptionError("infer_ready got a closed VADStream")
+            key = id(s)
+            if key in seen:
                 raise InvalidOptionError("infer_ready got the same stream twice")
-            s._check_open()
-            seen.add(id(s))
-        results: list[Float32Array] = [_EMPTY] * len(streams)
-        by_rate: dict[int, list[int]] = {}
-        for i, s in enumerate(streams):
-            if s.pending_windows:
+            seen.add(key)
+            if len(s._buf) >= s._ready_len:
                 by_rate.setdefault(s.model_rate, []).append(i)
+        results: list[Float32Array] = [_EMPTY] * len(streams)
         for rate, idx in by_rate.items():
-            group = [streams[i] for i in idx]
-            probs = self._run_streams(group, rate)
+            probs = self._run_streams([streams[i] for i in idx], rate)
             for i, p in zip(idx, probs, strict=True):
                 results[i] = p
         return results
@@ -485,26 +485,29 @@ class SileroVAD:
             inputs = stream._take_windows()
             k = inputs.shape[0]
             probs, new_state = self._backend.run(
-                inputs[:, None, :], stream._state, np.array([k], dtype=np.int64), rate
+                np.ascontiguousarray(inputs)[:, None, :],
+                stream._state,
+                np.array([k], dtype=np.int64),
+                rate,
             )
             stream._commit(new_state, inputs)
-            return [np.ascontiguousarray(probs[:, 0])]
+            return [probs[:, 0].copy()]
         windows = [s._take_windows() for s in group]
         lengths = np.array([w.shape[0] for w in windows], dtype=np.int64)
         steps = int(lengths.max())
-        width = windows[0].shape[1]
         if steps == 1:
             x = np.stack(windows, axis=1)
         else:
-            x = np.zeros((steps, len(group), width), dtype=np.float32)
+            x = np.zeros((steps, len(group), windows[0].shape[1]), dtype=np.float32)
             for b, w in enumerate(windows):
                 x[: w.shape[0], b] = w
         state = np.concatenate([s._state for s in group], axis=1)
         probs, new_state = self._backend.run(x, state, lengths, rate)
+        per_stream = probs.T.copy()  # [B, T]: each stream's values contiguous
         out = []
         for b, s in enumerate(group):
             s._commit(new_state[:, b : b + 1], windows[b])
-            out.append(np.ascontiguousarray(probs[: lengths[b], b]))
+            out.append(per_stream[b, : lengths[b]])
         return out
 
     # ---- offline ---------------------------------------------------------------------------
@@ -620,9 +623,11 @@ class VADStream:
     def reset(self) -> None:
         """Forget everything: LSTM state, context, buffered audio, resampler, counters."""
         self._state: Float32Array = np.zeros((2, 1, STATE_SIZE), dtype=np.float32)
-        self._context: Float32Array = np.zeros(self.context_size, dtype=np.float32)
-        self._pending: Float32Array = np.zeros(0, dtype=np.float32)
-        self._last_windows: Float32Array = np.zeros((0, self.window_size), dtype=np.float32)
+        # the context (last samples of the previous window, zeros at the start) followed by
+        # the samples not yet scored: window j's model input is _buf[j*win : j*win + ctx + win]
+        self._buf: Float32Array = np.zeros(self.context_size, dtype=np.float32)
+        self._ready_len = self.context_size + self.window_size
+        self._last_inputs: Float32Array = np.zeros((0, self._ready_len), dtype=np.float32)
         self._windows_processed = 0
         if self._resampler is not None:
             self._resampler.reset()
@@ -630,7 +635,7 @@ class VADStream:
     def close(self) -> None:
         """Release the stream; any later call raises :class:`InvalidOptionError`."""
         self._closed = True
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._buf = np.zeros(self.context_size, dtype=np.float32)
         self._resampler = None
 
     @property
@@ -659,18 +664,20 @@ class VADStream:
     @property
     def pending_windows(self) -> int:
         """Complete windows buffered and waiting for inference."""
-        return len(self._pending) // self.window_size
+        return (len(self._buf) - self.context_size) // self.window_size
 
     @property
     def pending_samples(self) -> int:
         """Model-rate samples buffered (complete windows plus the partial one)."""
-        return len(self._pending)
+        return len(self._buf) - self.context_size
 
     @property
     def last_windows(self) -> Float32Array:
         """Model-rate audio ``[k, window_size]`` of the windows scored by the latest
         :meth:`process` / :meth:`flush` / :meth:`SileroVAD.infer_ready` call (read-only)."""
-        return self._last_windows
+        windows = self._last_inputs[:, self.context_size :]
+        windows.flags.writeable = False
+        return windows
 
     @property
     def state(self) -> Float32Array:
@@ -690,10 +697,7 @@ class VADStream:
         if self._resampler is not None:
             x = self._resampler.process(x)
         if x.size:
-            if self._pending.size:
-                self._pending = np.concatenate([self._pending, x])
-            else:
-                self._pending = x if x is not chunk else x.copy()
+            self._buf = np.concatenate((self._buf, x))
         return self.pending_windows
 
     @overload
@@ -716,7 +720,7 @@ class VADStream:
         """
         self.feed(chunk)
         probs = self._infer()
-        return (probs, self._last_windows) if return_audio else probs
+        return (probs, self.last_windows) if return_audio else probs
 
     @overload
     def flush(self, *, return_audio: Literal[False] = False) -> Float32Array: ...
@@ -734,42 +738,43 @@ class VADStream:
         if self._resampler is not None:
             tail = self._resampler.flush()
             if tail.size:
-                self._pending = np.concatenate([self._pending, tail])
-        rest = len(self._pending) % self.window_size
+                self._buf = np.concatenate((self._buf, tail))
+        rest = self.pending_samples % self.window_size
         if rest:
             pad = np.zeros(self.window_size - rest, dtype=np.float32)
-            self._pending = np.concatenate([self._pending, pad])
+            self._buf = np.concatenate((self._buf, pad))
         probs = self._infer()
-        return (probs, self._last_windows) if return_audio else probs
+        return (probs, self.last_windows) if return_audio else probs
 
     def _infer(self) -> Float32Array:
         if not self.pending_windows:
-            self._last_windows = np.zeros((0, self.window_size), dtype=np.float32)
+            self._last_inputs = np.zeros((0, self._ready_len), dtype=np.float32)
             return _EMPTY.copy()
         return self._model._run_streams([self], self.model_rate)[0]
 
     # ---- used by SileroVAD -----------------------------------------------------------------
 
     def _take_windows(self) -> Float32Array:
-        """Model inputs ``[k, context + window]`` for the k ready windows (not yet consumed)."""
-        k = self.pending_windows
-        win, ctx = self.window_size, self.context_size
-        out = np.empty((k, ctx + win), dtype=np.float32)
-        out[0, :ctx] = self._context
-        if k > 1:
-            out[1:, :ctx] = self._pending[: (k - 1) * win].reshape(k - 1, win)[:, win - ctx :]
-        out[:, ctx:] = self._pending[: k * win].reshape(k, win)
-        return out
+        """Model inputs ``[k, context + window]`` of the k ready windows (a read-only view)."""
+        win = self.window_size
+        k = (len(self._buf) - self.context_size) // win
+        if k == 1:
+            return self._buf[: self._ready_len].reshape(1, self._ready_len)
+        buf = self._buf
+        return np.lib.stride_tricks.as_strided(
+            buf,
+            shape=(k, self._ready_len),
+            strides=(win * buf.itemsize, buf.itemsize),
+            writeable=False,
+        )
 
     def _commit(self, state: Float32Array, inputs: Float32Array) -> None:
+        # ``state`` may be a view into the batch's output; ``inputs`` views ``_buf``, which is
+        # never written in place (feeding concatenates), so both are kept without copying.
         k = inputs.shape[0]
-        n = k * self.window_size
-        self._state = np.ascontiguousarray(state, dtype=np.float32)
-        windows = inputs[:, self.context_size :]
-        windows.setflags(write=False)
-        self._last_windows = windows
-        self._context = inputs[-1, -self.context_size :].copy()
-        self._pending = self._pending[n:]
+        self._state = state
+        self._last_inputs = inputs
+        self._buf = self._buf[k * self.window_size :]
         self._windows_processed += k
 
     def __repr__(self) -> str:

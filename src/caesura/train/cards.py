@@ -1,0 +1,86 @@
+"""The model card (MODEL_CARD.md) written next to the exported model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["model_card"]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None) -> str:
+    a = config["architecture"]
+    m = config.get("metrics", {})
+    lines = [
+        f"# {config['name']}: semantic end-of-turn model (English)",
+        "",
+        "P(the user has finished their turn) from the recent transcript, for voice agents.",
+        "A small GPT-2-style causal language model trained from scratch on dialogue text;",
+        "the score is its probability that the end-of-turn token `<|eot|>` comes next after",
+        "the user's words. Runs with onnxruntime + tokenizers only (`caesura.eot`).",
+        "",
+        "## Model",
+        "",
+        f"- GPT-2 (`transformers.GPT2LMHeadModel`), {a['layers']} layers, d_model {a['d_model']},"
+        f" {a['heads']} heads, feed-forward {a['ff']}, context {a['context']} tokens,"
+        f" {a['parameters'] / 1e6:.2f} M parameters (tied embeddings).",
+        f"- Tokenizer: byte-level BPE, {a['vocab_size']} tokens, trained on the training text;"
+        " special tokens `<|pad|> <|endoftext|> <|user|> <|agent|> <|eot|>`.",
+        "- Input: `<|user|> words<|eot|><|agent|> words<|eot|><|user|> words` — the last"
+        f" {a['context']} tokens; the user's turn being scored is left open.",
+        f"- Export: ONNX (P(eot) at the last position only), {config['quantisation']}.",
+        "",
+        "## Training data",
+        "",
+        "- Switchboard (ISIP MS-98 word alignments), train split: turns built from word timings,"
+        " listener backchannels (short IPUs of 'uh-huh', 'yeah', 'right', ...) do not take the"
+        " floor; speaker roles (user/agent) assigned at random per conversation, two copies.",
+        "- Schema-Guided Dialogue train, MultiWOZ 2.1 val, Taskmaster-4: every turn randomly in"
+        " streaming-STT style (lower case, no punctuation, numbers as words or digits) or as"
+        " written (cased, punctuated).",
+        "- Objective: next-token cross-entropy on all the dialogue text plus a binary"
+        " cross-entropy on P(<|eot|>) at every word boundary (the turn-is-over decision).",
+        "- Held out: Switchboard val/test (by conversation), SGD dev/test, MultiWOZ test.",
+        "- Recipe: `nox -s train -- --data ../shared/data` (seeded, 2-core CPU, under 2 hours).",
+        "",
+        "## Threshold",
+        "",
+        f"`unlikely_threshold('en')` = {config['thresholds']['en']:.4f}"
+        f" ({config['threshold_rule']}).",
+        "",
+        "## Validation metrics (at export)",
+        "",
+    ]
+    for k, v in m.items():
+        if k == "training":
+            continue
+        lines.append(f"- {k}: {_fmt(v)}")
+    tr = m.get("training", {})
+    if tr:
+        lines.append(f"- training record of the shipped checkpoint: `{json.dumps(tr)}`")
+    if benchmarks:
+        lines += ["", "## Test metrics (benchmarks/eot_text.py, held-out data)", ""]
+        lines += ["```", benchmarks.get("text", json.dumps(benchmarks, indent=1)), "```"]
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- English only; other languages are reported unsupported (not scored).",
+        "- Text only: prosody and pause length are not seen; combine with silence timing"
+        " (`caesura.turn`).",
+        "- Human-human telephone speech (Switchboard) and written task dialogues; tiny model"
+        " trained on a CPU budget: it is far from a large pretrained LM.",
+        "",
+        "## Licenses of the training data",
+        "",
+        "Switchboard ISIP MS-98 transcripts (freely released by Mississippi State University),"
+        " SGD (CC BY-SA 4.0), MultiWOZ (MIT), Taskmaster-4 (CC BY 4.0).",
+        "",
+    ]
+    return "\n".join(lines)

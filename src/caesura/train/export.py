@@ -1,0 +1,197 @@
+"""Checkpoint → ONNX (P(eot) at the last position only) → int8 dynamic quantisation → assets.
+
+The exported folder holds ``model.onnx`` (int8), ``tokenizer.json``, ``config.json`` (context,
+special ids, languages, the shipped threshold, the architecture and the validation metrics),
+``MODEL_CARD.md`` and ``sha256.json``; :meth:`caesura.eot.EndOfTurnModel.load` reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from caesura.eot._text import EOT, PAD
+from caesura.train.model import EotScorer, ModelConfig, build_model
+
+__all__ = ["export_and_validate", "export_onnx", "load_checkpoint", "quantise", "write_assets"]
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_ASSETS = Path(__file__).resolve().parent.parent / "eot" / "assets"
+ASSET_FILES = ("model.onnx", "tokenizer.json", "config.json")
+
+
+def load_checkpoint(path: Path, eot_id: int) -> tuple[EotScorer, ModelConfig, dict[str, Any]]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    mcfg = ModelConfig(**ckpt["model_config"])
+    lm = build_model(mcfg, attn="eager")
+    lm.load_state_dict(ckpt["model"])
+    lm.eval()
+    return EotScorer(lm, eot_id).eval(), mcfg, ckpt
+
+
+def export_onnx(scorer: EotScorer, path: Path, context: int) -> None:
+    """fp32 ONNX: inputs ``input_ids``/``attention_mask`` int64 [B, T] → ``p_eot`` float [B]."""
+    x = torch.randint(5, 100, (2, min(16, context)), dtype=torch.long)
+    m = torch.ones_like(x)
+    m[1, :3] = 0
+    with torch.no_grad():
+        torch.onnx.export(
+            scorer,
+            (x, m),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["p_eot"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "time"},
+                          "attention_mask": {0: "batch", 1: "time"}, "p_eot": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def quantise(src: Path, dst: Path) -> None:
+    """int8 dynamic quantisation of the MatMul/Gemm weights (onnxruntime.quantization)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception:  # pre-processing is an optimisation only
+            logger.warning("quant_pre_process failed; quantising the raw export", exc_info=True)
+            shutil.copy(src, pre)
+        quantize_dynamic(
+            str(pre),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
+
+
+def _ort_scores(path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: int = 64) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    out = np.empty(len(ids), dtype=np.float32)
+    for s in range(0, len(ids), batch):
+        chunk = ids[s : s + batch]
+        T = max(len(c) for c in chunk)
+        x = np.full((len(chunk), T), pad_id, dtype=np.int64)
+        m = np.zeros((len(chunk), T), dtype=np.int64)
+        for r, c in enumerate(chunk):
+            x[r, T - len(c) :] = c
+            m[r, T - len(c) :] = 1
+        out[s : s + len(chunk)] = sess.run(["p_eot"], {"input_ids": x, "attention_mask": m})[0]
+    return out
+
+
+def write_assets(folder: Path, *, onnx_path: Path, tokenizer_path: Path, config: dict[str, Any],
+                 card: str) -> dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    if onnx_path.resolve() != (folder / "model.onnx").resolve():
+        shutil.copy(onnx_path, folder / "model.onnx")
+    if tokenizer_path.resolve() != (folder / "tokenizer.json").resolve():
+        shutil.copy(tokenizer_path, folder / "tokenizer.json")
+    (folder / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
+    (folder / "MODEL_CARD.md").write_text(card)
+    sums = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in ASSET_FILES}
+    (folder / "sha256.json").write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
+    return sums
+
+
+def threshold_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr: float = 0.9) -> float:
+    """The largest threshold whose true-positive rate (score ≥ threshold on END) is ≥ ``tpr``."""
+    pos = np.sort(np.asarray(scores)[np.asarray(labels) == 1])
+    k = int(np.floor((1 - tpr) * len(pos)))
+    return float(pos[min(k, len(pos) - 1)])
+
+
+def export_and_validate(
+    checkpoint: Path,
+    tokenizer_path: Path,
+    data: Path | None,
+    out: Path,
+    *,
+    install: bool = False,
+    val_points: int = 4000,
+) -> Path:
+    """Export, quantise, check ONNX ≡ PyTorch, pick the threshold on Switchboard val, write
+    the asset folder (and copy it into the package with ``install``)."""
+    from caesura.train import data as D
+    from caesura.train import switchboard as sb
+    from caesura.train.cards import model_card
+    from caesura.train.loop import auc, score_contexts
+
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    eot_id = tok.token_to_id(EOT)
+    pad_id = tok.token_to_id(PAD)
+    scorer, mcfg, ckpt = load_checkpoint(checkpoint, eot_id)
+    fp32 = out / "model_fp32.onnx"
+    int8 = out / "model.onnx"
+    export_onnx(scorer, fp32, mcfg.context)
+    quantise(fp32, int8)
+    metrics: dict[str, Any] = {"checkpoint_step": ckpt.get("step"),
+                               "training": ckpt.get("metrics", {})}
+    # ONNX vs PyTorch on a fixture
+    fixture = D.encode_contexts(tok, [
+        [("agent", "What time works for you?"), ("user", "tomorrow at")],
+        [("agent", "What time works for you?"), ("user", "tomorrow at five pm")],
+        [("user", "i want to book a table for")],
+        [("user", "what time is it")],
+    ], mcfg.context)
+    p_torch = score_contexts(scorer, fixture)
+    p_fp32 = _ort_scores(fp32, fixture, pad_id)
+    p_int8 = _ort_scores(int8, fixture, pad_id)
+    metrics["onnx_fp32_max_abs_diff"] = float(np.abs(p_torch - p_fp32).max())
+    metrics["onnx_int8_max_abs_diff"] = float(np.abs(p_torch - p_int8).max())
+    logger.info("fixture torch %s fp32 %s int8 %s", p_torch, p_fp32, p_int8)
+    threshold = 0.5
+    if data is not None and (data / "eot" / "switchboard" / "val.tsv.gz").is_file():
+        convs = sb.load_conversations(data / "eot" / "switchboard" / "val.tsv.gz")
+        ev = D.switchboard_eval(convs, max_points=val_points, seed=7)
+        ids = D.encode_contexts(tok, ev.contexts, mcfg.context)
+        s8 = _ort_scores(int8, ids, pad_id)
+        threshold = threshold_at_tpr(ev.labels, s8, 0.9)
+        metrics["sb_val_auc_int8"] = auc(ev.labels, s8)
+        metrics["sb_val_points"] = len(ids)
+        metrics["sb_val_tnr_at_threshold"] = float((s8[ev.labels == 0] < threshold).mean())
+        logger.info("val AUC int8 %.4f threshold %.4f", metrics["sb_val_auc_int8"], threshold)
+    config = {
+        "format": "caesura-eot",
+        "version": 1,
+        "name": "caesura-eot-en-v1",
+        "context": mcfg.context,
+        "eot_id": eot_id,
+        "pad_id": pad_id,
+        "languages": ["en"],
+        "thresholds": {"en": round(threshold, 6)},
+        "threshold_rule": "TPR 90% on Switchboard val END points (all words visible)",
+        "architecture": {"type": "gpt2", **mcfg.to_dict(),
+                         "parameters": sum(p.numel() for p in scorer.parameters())},
+        "quantisation": "onnxruntime dynamic int8 (per-channel QInt8 weights, MatMul/Gemm)",
+        "metrics": metrics,
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    sums = write_assets(out, onnx_path=int8, tokenizer_path=tokenizer_path, config=config,
+                        card=model_card(config))
+    logger.info("assets written to %s: %s", out, sums)
+    if install:
+        for name in (*ASSET_FILES, "MODEL_CARD.md", "sha256.json"):
+            shutil.copy(out / name, PACKAGE_ASSETS / name)
+        logger.info("installed into %s", PACKAGE_ASSETS)
+    return out

@@ -1,0 +1,90 @@
+"""caesura bench: runs benchmark scripts, records the exact command, keeps going on failure."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from caesura.bench import discover, run_benchmark
+from caesura.cli import main as cli_main
+
+SCRIPT = """
+import argparse, json
+ap = argparse.ArgumentParser()
+ap.add_argument("--data")
+ap.add_argument("--json")
+ap.add_argument("--fail", action="store_true")
+a = ap.parse_args()
+print("system        us/window")
+print("caesura B=32       12.5")
+print("peer               40.0")
+if a.json:
+    rows = [{"system": "caesura B=32", "us_per_window": 12.5},
+            {"system": "peer", "us_per_window": 40.0}]
+    open(a.json, "w").write(json.dumps({"rows": rows}))
+raise SystemExit(3 if a.fail else 0)
+"""
+
+
+@pytest.fixture
+def bench_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "repo" / "benchmarks"
+    d.mkdir(parents=True)
+    (d / "vad_speed.py").write_text(SCRIPT)
+    (d / "broken.py").write_text("raise SystemExit('no peers installed')\n")
+    (d / "_helpers.py").write_text("")
+    return d
+
+
+def test_discover_orders_known_first(bench_dir: Path) -> None:
+    assert list(discover(bench_dir)) == ["vad_speed", "broken"]
+
+
+def test_run_benchmark_records_command_output_json_and_plot(
+    bench_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "docs" / "benchmarks"
+    res = run_benchmark(
+        "vad_speed",
+        bench_dir / "vad_speed.py",
+        out_dir=out,
+        data=tmp_path,
+        python=sys.executable,
+        invoked_as="caesura bench vad_speed",
+    )
+    assert res.ok
+    text = (out / "results" / "vad_speed.txt").read_text()
+    first = text.splitlines()[0]
+    assert first.startswith("$ python benchmarks/vad_speed.py --data ")
+    assert "--json" in first
+    assert "# produced by: caesura bench vad_speed" in text
+    assert "# machine:" in text
+    assert "caesura B=32       12.5" in text
+    assert json.loads((out / "results" / "vad_speed.json").read_text())["rows"][0]["system"]
+    if res.plot is not None:  # matplotlib installed
+        assert res.plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bench_continues_after_a_failure(
+    bench_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = cli_main(
+        ["bench", "--benchmarks-dir", str(bench_dir), "--out", str(out), "--no-progress"]
+    )
+    assert code == 1
+    printed = capsys.readouterr()
+    assert "=== vad_speed: ok" in printed.out
+    assert "=== broken: FAILED (exit 1)" in printed.out
+    assert "no peers installed" in (out / "results" / "broken.txt").read_text()
+    assert "1 benchmark(s) failed: broken" in printed.err
+
+
+def test_cli_bench_list_and_unknown(bench_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["bench", "--benchmarks-dir", str(bench_dir), "--list"]) == 0
+    assert "vad_speed" in capsys.readouterr().out
+    assert cli_main(["bench", "--benchmarks-dir", str(bench_dir), "nope"]) == 2
+    assert "unknown benchmark(s) nope" in capsys.readouterr().err

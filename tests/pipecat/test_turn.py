@@ -1,0 +1,338 @@
+"""CaesuraTurnStopStrategy in a real LLMUserAggregator driven by pipecat's run_test.
+
+Audio is real speech (tests/fixtures/speech_16k.wav) paced at real time, as a transport
+delivers it, so that Pipecat's system frames (audio, VAD) and data frames (transcripts)
+interleave the way they do in production. Each scenario runs once with the lexical scorer
+(core code, always available) and once with caesura's end-of-turn model when it is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from _pipecat_support import chunks, load_pcm, silence
+from pipecat.frames.frames import (
+    Frame,
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    MetricsFrame,
+    TranscriptionFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import TurnMetricsData
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMUserAggregator,
+    LLMUserAggregatorParams,
+)
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.turns.types import ProcessFrameResult
+from pipecat.turns.user_stop import BaseUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat_caesura import CaesuraTurnStopStrategy, CaesuraVADAnalyzer
+
+from caesura.errors import InvalidOptionError, ModelError
+from caesura.turn import TurnOptions, lexical_end_probability
+
+RATE = 16000
+COMPLETE = "I want to book a table for two at seven tonight."
+INCOMPLETE = "I want to book a table for"
+
+
+def _eot_model() -> object:
+    try:
+        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]
+
+        return EndOfTurnModel.load()
+    except (ImportError, ModelError, FileNotFoundError) as exc:
+        pytest.skip(f"caesura's end-of-turn model is not installed yet ({exc})")
+
+
+@pytest.fixture(params=["lexical", "model"])
+def scorer(request: pytest.FixtureRequest) -> object:
+    if request.param == "lexical":
+        return lexical_end_probability
+    return _eot_model()
+
+
+def audio(pcm: bytes, *, pace: bool = True) -> list[Frame]:
+    """20 ms InputAudioRawFrames, each followed by a 20 ms SleepFrame (real time)."""
+    out: list[Frame] = []
+    for c in chunks(pcm, RATE):
+        out.append(InputAudioRawFrame(audio=c, sample_rate=RATE, num_channels=1))
+        if pace:
+            out.append(SleepFrame(sleep=0.02))
+    return out
+
+
+def speech(seconds: float = 2.0) -> bytes:
+    """The first utterance of the fixture (speech from 0 to ~2.05 s)."""
+    return load_pcm("speech_16k.wav", RATE)[: int(seconds * RATE) * 2]
+
+
+def final(text: str) -> TranscriptionFrame:
+    return TranscriptionFrame(text=text, user_id="user", timestamp="t", finalized=True)
+
+
+def interim(text: str) -> InterimTranscriptionFrame:
+    return InterimTranscriptionFrame(text=text, user_id="user", timestamp="t")
+
+
+@dataclass
+class Run:
+    down: list[Frame]
+    stops: list[dict[str, object]] = field(default_factory=list)
+
+    def of(self, kind: type) -> list[Frame]:
+        return [f for f in self.down if isinstance(f, kind)]
+
+    @property
+    def turn_metrics(self) -> list[TurnMetricsData]:
+        return [d for f in self.of(MetricsFrame) for d in f.data if isinstance(d, TurnMetricsData)]
+
+
+def run_pipeline(
+    strategy: BaseUserTurnStopStrategy,
+    frames: list[Frame],
+    *,
+    vad: CaesuraVADAnalyzer | None = None,
+    with_vad: bool = True,
+) -> Run:
+    aggregator = LLMUserAggregator(
+        LLMContext(),
+        params=LLMUserAggregatorParams(
+            vad_analyzer=(vad or CaesuraVADAnalyzer()) if with_vad else None,
+            user_turn_strategies=UserTurnStrategies(stop=[strategy]),
+        ),
+    )
+    result = Run(down=[])
+
+    @aggregator.event_handler("on_user_turn_stopped")
+    async def _stopped(_agg: object, stopper: object, message: object) -> None:
+        engine = getattr(strategy, "engine", None)
+        result.stops.append(
+            {
+                "strategy": stopper,
+                "content": getattr(message, "content", None),
+                "engine_s": engine.time_s if engine is not None else None,
+                "wall": time.monotonic(),
+            }
+        )
+
+    down, _ = asyncio.run(
+        run_test(
+            aggregator,
+            frames_to_send=frames,
+            pipeline_params=PipelineParams(audio_in_sample_rate=RATE),
+        )
+    )
+    result.down = list(down)
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# decisions
+# ------------------------------------------------------------------------------------------
+
+
+def test_complete_transcript_ends_the_turn_quickly(scorer: object) -> None:
+    strategy = CaesuraTurnStopStrategy(scorer=scorer)
+    frames = audio(speech() + silence(0.3, RATE)) + [final(COMPLETE)] + audio(silence(3.5, RATE))
+    run = run_pipeline(strategy, frames)
+
+    assert len(run.of(UserStoppedSpeakingFrame)) == 1
+    assert len(run.stops) == 1
+    assert run.stops[0]["strategy"] is strategy
+    assert run.stops[0]["content"] == COMPLETE
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.reason == "semantic"
+    assert eot.transcript == COMPLETE
+    # speech ends at 2.0 s; the final transcript lands ~0.3 s later and ends the turn then
+    assert eot.delay_ms < 800, eot
+    # Pipecat-style metrics: one TurnMetricsData per model inference
+    metrics = run.turn_metrics
+    assert metrics, "no TurnMetricsData pushed"
+    m = metrics[-1]
+    assert m.processor == strategy.name
+    assert isinstance(m.probability, float) and 0.0 <= m.probability <= 1.0
+    assert m.e2e_processing_time_ms >= 0.0
+    assert strategy.last_decision is not None
+    assert strategy.last_decision.text == COMPLETE
+
+
+def test_incomplete_transcript_waits(scorer: object) -> None:
+    complete = CaesuraTurnStopStrategy(scorer=scorer)
+    run_pipeline(
+        complete,
+        audio(speech() + silence(0.3, RATE)) + [final(COMPLETE)] + audio(silence(3.5, RATE)),
+    )
+    incomplete = CaesuraTurnStopStrategy(scorer=scorer)
+    run = run_pipeline(
+        incomplete,
+        audio(speech() + silence(0.3, RATE)) + [final(INCOMPLETE)] + audio(silence(3.5, RATE)),
+    )
+    assert len(run.stops) == 1
+    assert run.stops[0]["content"] == INCOMPLETE
+    fast, slow = complete.last_end_of_turn, incomplete.last_end_of_turn
+    assert fast is not None and slow is not None
+    # "for" invites more words: the same silence is not enough to end the turn
+    assert slow.delay_ms >= 800, slow
+    assert slow.delay_ms >= fast.delay_ms + 400, (fast, slow)
+    assert slow.delay_ms <= incomplete.max_delay * 1000 + 100
+    assert slow.words_probability is not None and fast.words_probability is not None
+    assert slow.words_probability < fast.words_probability
+
+
+def test_interim_transcripts_hold_the_decision(scorer: object) -> None:
+    """A complete-looking interim does not end the turn; the final does, at once."""
+    strategy = CaesuraTurnStopStrategy(scorer=scorer)
+    frames = (
+        audio(speech() + silence(0.3, RATE))
+        + [interim(COMPLETE)]
+        + audio(silence(1.5, RATE))
+        + [final(COMPLETE)]
+        + audio(silence(1.0, RATE))
+    )
+    run = run_pipeline(strategy, frames)
+    assert len(run.stops) == 1
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.transcript == COMPLETE
+    # nothing fired during the 1.8 s of silence while only the interim was known
+    assert eot.delay_ms >= 1600, eot
+    assert eot.reason == "semantic"
+    assert eot.delay_ms < 2800, eot
+
+
+def test_never_fires_while_pipecat_vad_says_the_user_speaks() -> None:
+    """Pipecat-style frames without audio: the decision waits for VAD's stop, and the clock
+    task (self.task_manager) lets time pass on the engine's sample clock."""
+    strategy = CaesuraTurnStopStrategy(scorer=lexical_end_probability)
+    t0 = time.monotonic()
+    frames = [
+        VADUserStartedSpeakingFrame(start_secs=0.2),
+        SleepFrame(sleep=0.5),
+        final(COMPLETE),
+        SleepFrame(sleep=1.0),
+        VADUserStoppedSpeakingFrame(stop_secs=0.2),
+        SleepFrame(sleep=1.0),
+    ]
+    run = run_pipeline(strategy, frames, with_vad=False)
+    assert len(run.stops) == 1
+    waited = float(run.stops[0]["wall"]) - t0  # type: ignore[arg-type]
+    assert waited >= 1.5, waited  # not before VAD reported the stop
+    assert run.stops[0]["content"] == COMPLETE
+    assert strategy.last_end_of_turn is not None
+
+
+def test_never_fires_during_speech_with_audio() -> None:
+    """A complete final transcript that arrives mid-speech waits for the speech to end."""
+    strategy = CaesuraTurnStopStrategy(scorer=lexical_end_probability)
+    pcm = speech()
+    frames = (
+        audio(pcm[: RATE * 2])  # 1 s of speech
+        + [final(COMPLETE)]
+        + audio(pcm[RATE * 2 :] + silence(2.0, RATE))
+    )
+    run = run_pipeline(strategy, frames)
+    assert len(run.stops) == 1
+    assert float(run.stops[0]["engine_s"]) >= 2.0  # type: ignore[arg-type]
+    eot = strategy.last_end_of_turn
+    assert eot is not None and eot.time_s >= 2.0
+
+
+def test_wait_for_transcript() -> None:
+    """Like Pipecat's strategies, no transcript means no turn end (the aggregator's stop
+    timeout handles that); Pipecat's realtime mode turns the requirement off."""
+    frames = [
+        VADUserStartedSpeakingFrame(start_secs=0.2),
+        SleepFrame(sleep=0.6),
+        VADUserStoppedSpeakingFrame(stop_secs=0.2),
+        SleepFrame(sleep=1.5),
+    ]
+    waiting = CaesuraTurnStopStrategy(scorer=lexical_end_probability)
+    assert waiting.wait_for_transcript
+    assert run_pipeline(waiting, list(frames), with_vad=False).stops == []
+
+    realtime = CaesuraTurnStopStrategy(scorer=lexical_end_probability, wait_for_transcript=False)
+    run = run_pipeline(realtime, list(frames), with_vad=False)
+    assert len(run.stops) == 1
+    eot = realtime.last_end_of_turn
+    assert eot is not None and eot.reason == "silence"
+
+
+# ------------------------------------------------------------------------------------------
+# lifecycle and API
+# ------------------------------------------------------------------------------------------
+
+
+def test_cleanup_and_reuse() -> None:
+    """The same strategy and VAD analyzer run two pipelines one after the other (Pipecat
+    cleans them up at the end of each) and decide both turns the same way."""
+    strategy = CaesuraTurnStopStrategy(scorer=lexical_end_probability)
+    vad = CaesuraVADAnalyzer()
+    results = []
+    for text in (COMPLETE, COMPLETE):
+        frames = audio(speech() + silence(0.3, RATE)) + [final(text)] + audio(silence(2.0, RATE))
+        run = run_pipeline(strategy, frames, vad=vad)
+        eot = strategy.last_end_of_turn
+        assert eot is not None
+        results.append((len(run.stops), eot.reason, run.stops[0]["content"]))
+    assert results[0] == results[1] == (1, "semantic", COMPLETE)
+
+
+def test_process_frame_returns_continue_and_options() -> None:
+    strategy = CaesuraTurnStopStrategy(
+        scorer=lexical_end_probability, threshold=0.6, min_delay=0.3, max_delay=2.5
+    )
+    assert isinstance(strategy, BaseUserTurnStopStrategy)
+    assert (strategy.threshold, strategy.min_delay, strategy.max_delay) == (0.6, 0.3, 2.5)
+    opts = strategy.options
+    assert (opts.end_threshold, opts.min_delay_ms, opts.max_delay_ms) == (0.6, 300.0, 2500.0)
+    strategy.max_delay = 4.0
+    strategy.threshold = 0.7
+    assert strategy.options.max_delay_ms == 4000.0
+    assert strategy.options.end_threshold == 0.7
+    assert strategy.options.min_delay_ms == 300.0  # others untouched
+
+    base = TurnOptions(fallback_delay_ms=500.0)
+    merged = CaesuraTurnStopStrategy(scorer=lexical_end_probability, options=base, min_delay=0.1)
+    assert merged.options.fallback_delay_ms == 500.0
+    assert merged.options.min_delay_ms == 100.0
+
+    async def one_frame() -> ProcessFrameResult:
+        return await strategy.process_frame(VADUserStartedSpeakingFrame())
+
+    assert asyncio.run(one_frame()) is ProcessFrameResult.CONTINUE
+
+
+def test_clear_errors() -> None:
+    with pytest.raises(InvalidOptionError, match="max_delay"):
+        CaesuraTurnStopStrategy(scorer=lexical_end_probability, min_delay=2.0, max_delay=1.0)
+    with pytest.raises(InvalidOptionError, match="end_threshold"):
+        CaesuraTurnStopStrategy(scorer=lexical_end_probability, threshold=1.5)
+    with pytest.raises(InvalidOptionError, match="seconds"):
+        CaesuraTurnStopStrategy(scorer=lexical_end_probability, min_delay="fast")  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError, match="scorer"):
+        CaesuraTurnStopStrategy(scorer=42)
+    with pytest.raises(InvalidOptionError, match="TurnOptions"):
+        CaesuraTurnStopStrategy(scorer=lexical_end_probability, options={"min_delay_ms": 1})  # type: ignore[arg-type]
+
+
+def test_default_scorer_is_the_bundled_model() -> None:
+    try:
+        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelError, match="end-of-turn model"):
+            CaesuraTurnStopStrategy()
+        return
+    model = _eot_model()
+    strategy = CaesuraTurnStopStrategy()
+    assert type(strategy.scorer) is type(model)
