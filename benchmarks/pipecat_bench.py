@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +38,32 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 
 os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # Pipecat logs every model load at DEBUG
+
+from caesura.audio import read_audio, resample  # noqa: E402
+from caesura.turn import lexical_end_probability  # noqa: E402
+from caesura.vad.offline import speech_timestamps  # noqa: E402
+
 try:
     from loguru import logger as _loguru
+    from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+    from pipecat.audio.vad.silero import SileroVADAnalyzer
+    from pipecat.clocks.system_clock import SystemClock
+    from pipecat.frames.frames import (
+        InputAudioRawFrame,
+        TranscriptionFrame,
+        VADUserStartedSpeakingFrame,
+        VADUserStoppedSpeakingFrame,
+    )
+    from pipecat.processors.frame_processor import FrameProcessorSetup
+    from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
+    from pipecat.utils.asyncio.task_manager import TaskManager
+    from pipecat_caesura import CaesuraTurnStopStrategy, CaesuraVADAnalyzer, SharedVADBatcher
 
     _loguru.remove()
     _loguru.add(sys.stderr, level="WARNING")
-except ImportError:  # pragma: no cover - pipecat always brings loguru
-    pass
-
-from caesura.audio import read_audio, resample  # noqa: E402
+    MISSING: str | None = None
+except ImportError as _exc:  # the nox bench session installs both
+    MISSING = str(_exc)
 
 WINDOW_MS = 32
 
@@ -79,16 +97,15 @@ def timed(fn: Callable[[], object], units: int) -> tuple[float, float]:
 
 
 def vad_factories() -> dict[str, Callable[[], object]]:
-    from pipecat.audio.vad.silero import SileroVADAnalyzer
-    from pipecat_caesura import CaesuraVADAnalyzer
-
     return {
         "pipecat SileroVADAnalyzer": SileroVADAnalyzer,
         "caesura CaesuraVADAnalyzer": CaesuraVADAnalyzer,
     }
 
 
-def bench_voice_confidence(repeats: int) -> list[tuple[str, int, tuple[float, float], tuple[float, float]]]:
+def bench_voice_confidence(
+    repeats: int,
+) -> list[tuple[str, int, tuple[float, float], tuple[float, float]]]:
     rows = []
     for rate in (16000, 8000):
         pcm = pcm_at("speech_16k.wav", rate)
@@ -113,7 +130,9 @@ def bench_voice_confidence(repeats: int) -> list[tuple[str, int, tuple[float, fl
     return rows
 
 
-def bench_analyze_audio(repeats: int) -> list[tuple[str, int, tuple[float, float], tuple[float, float]]]:
+def bench_analyze_audio(
+    repeats: int,
+) -> list[tuple[str, int, tuple[float, float], tuple[float, float]]]:
     rows = []
     for rate in (16000,):
         pcm = pcm_at("speech_16k.wav", rate)
@@ -129,7 +148,9 @@ def bench_analyze_audio(repeats: int) -> list[tuple[str, int, tuple[float, float
                 for c in chunks:
                     await vad.analyze_audio(c)  # type: ignore[attr-defined]
 
-            def run(run_all: Callable[[], object] = run_all, n: int = n_windows) -> tuple[float, float]:
+            def run(
+                run_all: Callable[[], object] = run_all, n: int = n_windows
+            ) -> tuple[float, float]:
                 return timed(lambda: asyncio.run(run_all()), n)  # type: ignore[arg-type]
 
             res[name] = best_of(repeats, run)
@@ -149,8 +170,6 @@ def bench_concurrent(
 ) -> list[tuple[str, int, float, float, float, float, int]]:
     """N analyzers on N threads (Pipecat gives each analyzer its own worker thread), all
     scoring the recording at once; wall and process-CPU time per window."""
-    from pipecat_caesura import SharedVADBatcher
-
     rate = 16000
     pcm = pcm_at("speech_16k.wav", rate)
     wins = windows_of(pcm, 512)
@@ -216,8 +235,6 @@ TRANSCRIPTS = [
 
 
 def speech_segments(name: str) -> list[tuple[int, int]]:
-    from caesura.vad.offline import speech_timestamps
-
     audio, sr = read_audio(FIXTURES / name)
     out = []
     for seg in speech_timestamps(audio, sr):
@@ -231,8 +248,6 @@ def bench_smart_turn(repeats: int) -> tuple[float, float, float, int]:
     as Pipecat's TurnAnalyzerUserTurnStopStrategy does, then time ``analyze_end_of_turn()``
     (one decision: Whisper features + ONNX over the last <= 8 s). Returns (median wall ms,
     median model e2e ms from its TurnMetricsData, median process-CPU ms, decisions)."""
-    from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
-
     analyzer = LocalSmartTurnAnalyzerV3()
     analyzer.set_sample_rate(16000)
     walls: list[float] = []
@@ -267,12 +282,10 @@ def bench_smart_turn(repeats: int) -> tuple[float, float, float, int]:
 def load_scorer() -> tuple[object, str]:
     """caesura's end-of-turn model, or the lexical heuristic when it is not installed."""
     try:
-        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]
+        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]  # noqa: PLC0415
 
         return EndOfTurnModel.load(), "caesura end-of-turn model"
     except Exception as exc:  # not installed yet: say so and measure the fallback
-        from caesura.turn import lexical_end_probability
-
         logging.getLogger(__name__).warning("end-of-turn model unavailable (%s)", exc)
         return lexical_end_probability, "lexical heuristic (end-of-turn model NOT installed)"
 
@@ -281,7 +294,10 @@ def bench_scorer(scorer: object, repeats: int) -> tuple[float, float]:
     """Median ms of one P(end | words) inference over TRANSCRIPTS (after a warm-up)."""
     predict = getattr(scorer, "predict", scorer)
     turns_list = [
-        [{"role": "assistant", "content": "Hi, how can I help you today?"}, {"role": "user", "content": t}]
+        [
+            {"role": "assistant", "content": "Hi, how can I help you today?"},
+            {"role": "user", "content": t},
+        ]
         for t in TRANSCRIPTS
     ]
     for turns in turns_list:
@@ -297,12 +313,10 @@ def bench_scorer(scorer: object, repeats: int) -> tuple[float, float]:
 
 
 async def _setup_strategy(strategy: object) -> None:
-    from pipecat.clocks.system_clock import SystemClock
-    from pipecat.processors.frame_processor import FrameProcessorSetup
-    from pipecat.utils.asyncio.task_manager import TaskManager
-
     setup = FrameProcessorSetup(
-        clock=SystemClock(), task_manager=TaskManager(), pipeline_worker=None  # type: ignore[arg-type]
+        clock=SystemClock(),
+        task_manager=TaskManager(),
+        pipeline_worker=None,  # type: ignore[arg-type]
     )
     await strategy.setup(setup)  # type: ignore[attr-defined]
 
@@ -315,16 +329,6 @@ def bench_decision_paths(
     decides when VAD reports the stop (``process_frame(VADUserStoppedSpeakingFrame)``, which
     awaits ``analyze_end_of_turn``); CaesuraTurnStopStrategy decides when the final transcript
     arrives (``process_frame(TranscriptionFrame)``: worker hop, engine, model, metrics)."""
-    from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
-    from pipecat.frames.frames import (
-        InputAudioRawFrame,
-        TranscriptionFrame,
-        VADUserStartedSpeakingFrame,
-        VADUserStoppedSpeakingFrame,
-    )
-    from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
-    from pipecat_caesura import CaesuraTurnStopStrategy
-
     pcm = pcm_at("speech_16k.wav", 16000)[: 16000 * 2 * 2]  # a 2 s utterance
     sil = b"\x00\x00" * 4800  # 0.3 s
     step = 640
@@ -344,7 +348,9 @@ def bench_decision_paths(
             await strategy.process_frame(VADUserStartedSpeakingFrame(start_secs=0.2))
             for f in frames(pcm):
                 await strategy.process_frame(f)
-            await strategy.process_frame(TranscriptionFrame(TRANSCRIPTS[k % len(TRANSCRIPTS)], "u", "t"))
+            await strategy.process_frame(
+                TranscriptionFrame(TRANSCRIPTS[k % len(TRANSCRIPTS)], "u", "t")
+            )
             t, c = time.perf_counter(), time.process_time()
             await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2))
             out.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
@@ -361,7 +367,9 @@ def bench_decision_paths(
             for f in frames(pcm + sil):
                 await strategy.process_frame(f)
             t, c = time.perf_counter(), time.process_time()
-            await strategy.process_frame(TranscriptionFrame(TRANSCRIPTS[k % len(TRANSCRIPTS)], "u", "t", finalized=True))
+            await strategy.process_frame(
+                TranscriptionFrame(TRANSCRIPTS[k % len(TRANSCRIPTS)], "u", "t", finalized=True)
+            )
             out.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
             await strategy.handle_user_turn_stopped()
         await strategy.cleanup()
@@ -376,36 +384,48 @@ def bench_decision_paths(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--streams", default="1,8,32", help="concurrent pipelines to simulate")
     parser.add_argument("--data", default=None, help="ignored (uses tests/fixtures only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        import pipecat  # noqa: F401
-        import pipecat_caesura  # noqa: F401
-    except ImportError as exc:
-        print(f"pipecat_bench: skipped ({exc}); install pipecat-ai==1.14.0 and plugins/pipecat")
+    if MISSING is not None:
+        print(f"pipecat_bench: skipped ({MISSING}); install pipecat-ai==1.14.0 and plugins/pipecat")
         return 0
-    from importlib.metadata import version
 
-    print(f"pipecat-ai {version('pipecat-ai')}, pipecat-caesura {version('pipecat-caesura')}, "
-          f"onnxruntime {version('onnxruntime')}, {os.cpu_count()} CPUs visible")
+    print(
+        f"pipecat-ai {version('pipecat-ai')}, pipecat-caesura {version('pipecat-caesura')}, "
+        f"onnxruntime {version('onnxruntime')}, {os.cpu_count()} CPUs visible"
+    )
     print()
     print("== VAD: per 32 ms window (median of", args.repeats, "runs over speech_16k.wav) ==")
     print("   wall = elapsed time, cpu = process CPU time (robust when other jobs share the cores)")
-    print(f"{'path':30} {'rate':>6} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6}")
-    for name, rate, (tw, tc), (ow, oc) in bench_voice_confidence(args.repeats) + bench_analyze_audio(args.repeats):
-        print(f"{name:30} {rate:>6} {tw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / tw:>5.2f}x   "
-              f"{tc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / tc:>5.2f}x")
+    print(
+        f"{'path':30} {'rate':>6} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6}"
+    )
+    for name, rate, (tw, tc), (ow, oc) in bench_voice_confidence(
+        args.repeats
+    ) + bench_analyze_audio(args.repeats):
+        print(
+            f"{name:30} {rate:>6} {tw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / tw:>5.2f}x   "
+            f"{tc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / tc:>5.2f}x"
+        )
     streams = [int(s) for s in args.streams.split(",") if s]
     print()
-    print("== VAD: N concurrent pipelines, one analyzer each on its own thread (16 kHz), per window ==")
-    print(f"{'N':>4} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6} {'max batch':>10}")
+    print(
+        "== VAD: N concurrent pipelines, one analyzer each on its own thread (16 kHz), per window =="
+    )
+    print(
+        f"{'N':>4} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6} {'max batch':>10}"
+    )
     for _, n, pw, ow, pc, oc, mb in bench_concurrent(streams, args.repeats):
-        print(f"{n:>4} {pw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / pw:>5.2f}x   "
-              f"{pc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / pc:>5.2f}x {mb:>10}")
+        print(
+            f"{n:>4} {pw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / pw:>5.2f}x   "
+            f"{pc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / pc:>5.2f}x {mb:>10}"
+        )
     print()
     print("== End of turn: one decision ==")
     smart_wall, smart_e2e, smart_cpu, n = bench_smart_turn(max(1, args.repeats // 2))
@@ -415,15 +435,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    {smart_wall:9.2f} ms wall  {smart_e2e:9.2f} ms model e2e  {smart_cpu:9.2f} ms cpu")
     print(f"caesura scorer, {scorer_name} ({len(TRANSCRIPTS)} transcripts x {args.repeats}):")
     print(f"    {ours_wall:9.3f} ms wall  {'':24}{ours_cpu:9.3f} ms cpu")
-    print(f"    ratio caesura / smart-turn: wall {ours_wall / smart_wall:.3f}x, cpu {ours_cpu / max(smart_cpu, 1e-9):.3f}x")
+    print(
+        f"    ratio caesura / smart-turn: wall {ours_wall / smart_wall:.3f}x, cpu {ours_cpu / max(smart_cpu, 1e-9):.3f}x"
+    )
     theirs_path, ours_path = bench_decision_paths(scorer, max(1, args.repeats // 2))
     tw = statistics.median(p[0] for p in theirs_path)
     tc = statistics.median(p[1] for p in theirs_path)
     ow = statistics.median(p[0] for p in ours_path)
     oc = statistics.median(p[1] for p in ours_path)
     print("whole decision inside the stop strategy (process_frame on the event loop, median):")
-    print(f"    Pipecat TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)  {tw:9.2f} ms wall {tc:9.2f} ms cpu")
-    print(f"    CaesuraTurnStopStrategy                                            {ow:9.2f} ms wall {oc:9.2f} ms cpu")
+    print(
+        f"    Pipecat TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)  {tw:9.2f} ms wall {tc:9.2f} ms cpu"
+    )
+    print(
+        f"    CaesuraTurnStopStrategy                                            {ow:9.2f} ms wall {oc:9.2f} ms cpu"
+    )
     print(f"    ratio caesura / Pipecat: wall {ow / tw:.3f}x, cpu {oc / max(tc, 1e-9):.3f}x")
     return 0
 

@@ -93,7 +93,12 @@ async def http_loop(
         i = 0
         while time.perf_counter() < stop_at:
             data = wav if i % 5 else wav[: len(wav) // 3 + 1][:45] + b"junk"
-            r = await client.post("/v1/audio/vad", files={"audio": ("audio.wav", data)})
+            try:
+                r = await client.post("/v1/audio/vad", files={"audio": ("audio.wav", data)})
+            except httpx.HTTPError:
+                stats["http_failures"] = stats.get("http_failures", 0) + 1
+                await asyncio.sleep(every)
+                continue
             stats["http_ok" if r.status_code == 200 else f"http_{r.status_code}"] = (
                 stats.get("http_ok" if r.status_code == 200 else f"http_{r.status_code}", 0) + 1
             )

@@ -81,32 +81,35 @@ def load_points(data: Path, split: str, max_convs: int | None, seed: int):
     return convs, points
 
 
-def contexts_for(points, lag: float):
-    """Per point: a list over QUERIES of context keys, plus the key -> turns mapping."""
-    keys: list[list[int]] = []
+def contexts_for(points, lags: Sequence[float]):
+    """Per lag, per point: the context id seen at each query time; plus the contexts.
+
+    A context only changes when a word's end crosses ``query - lag``, so it is built once
+    per distinct cut-off signature and shared across queries and lags."""
+    keys = {lag: np.empty((len(points), QUERIES.size), dtype=np.int64) for lag in lags}
     ctx_of: dict[tuple, int] = {}
     ctx_list: list[tuple[tuple[str, str], ...]] = []
-    for turns, p in points:
+    for n, (turns, p) in enumerate(points):
         cur = turns[p.turn_index]
         cur_ends = [w.end for w in cur.words[: p.word_index + 1]]
         prev_ends = [w.end for w in turns[p.turn_index - 1].words] if p.turn_index else []
-        row: list[int] = []
-        last_sig = None
-        last_id = -1
-        for q in QUERIES:
-            t = p.start + q - lag + 1e-6
-            sig = (bisect_right(cur_ends, t), bisect_right(prev_ends, t))
-            if sig != last_sig:
-                vis = tuple(visible_turns(turns, p, query_time=p.start + q, lag=lag))
-                cid = ctx_of.get(vis)
+        by_sig: dict[tuple[int, int], int] = {}
+        for lag in lags:
+            row = keys[lag][n]
+            for k, q in enumerate(QUERIES):
+                t = p.start + q - lag + 1e-6
+                sig = (bisect_right(cur_ends, t), bisect_right(prev_ends, t))
+                cid = by_sig.get(sig)
                 if cid is None:
-                    cid = len(ctx_list)
-                    ctx_of[vis] = cid
-                    ctx_list.append(vis)
-                last_sig, last_id = sig, cid
-            row.append(last_id)
-        keys.append(row)
-    return np.asarray(keys, dtype=np.int64), ctx_list
+                    vis = tuple(visible_turns(turns, p, query_time=p.start + q, lag=lag))
+                    cid = ctx_of.get(vis)
+                    if cid is None:
+                        cid = len(ctx_list)
+                        ctx_of[vis] = cid
+                        ctx_list.append(vis)
+                    by_sig[sig] = cid
+                row[k] = cid
+    return keys, ctx_list
 
 
 def as_chat(vis: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -303,27 +306,30 @@ def main(argv: list[str] | None = None) -> int:
         "model": model_name,
         "lags": {},
     }
+    t1 = time.perf_counter()
+    all_keys, ctx_list = contexts_for(points, lags)
+    log.info("%d distinct contexts over all lags (%.1f s)", len(ctx_list), time.perf_counter() - t1)
+    lex_all = score_contexts(ctx_list, lexical_end_probability, None, {})
+    pm_all = score_contexts(ctx_list, None, model, cache) if model is not None else None
+    if model is not None and args.cache is not None:
+        with args.cache.open("wb") as fh:
+            pickle.dump(cache, fh)
     for lag in lags:
         t1 = time.perf_counter()
-        keys, ctx_list = contexts_for(points, lag)
+        keys = all_keys[lag]
         k_auc = round(max(lag, QUERY_STEP) / QUERY_STEP) - 1
         fams: dict[str, tuple[list, float]] = {}
         fams["silence"] = (silence_ops(is_end, dur), 0.5)
-        lex = score_contexts(ctx_list, lexical_end_probability, None, {})[keys]
+        lex = lex_all[keys]
         a_lex = auc(lex[is_end, k_auc], lex[~is_end, k_auc])
         fams["lexical"] = (sweep(lex, is_end, dur), a_lex)
         fams["lexical+fusion"] = (sweep(fused(lex), is_end, dur), a_lex)
-        if model is not None:
-            pm = score_contexts(ctx_list, None, model, cache)[keys]
+        if pm_all is not None:
+            pm = pm_all[keys]
             a_m = auc(pm[is_end, k_auc], pm[~is_end, k_auc])
             fams["model"] = (sweep(pm, is_end, dur), a_m)
             fams["model+fusion"] = (sweep(fused(pm, args.logit_scale), is_end, dur), a_m)
-            if args.cache is not None:
-                with args.cache.open("wb") as fh:
-                    pickle.dump(cache, fh)
-        log.info(
-            "lag %.1f s: %d contexts, swept in %.1f s", lag, len(ctx_list), time.perf_counter() - t1
-        )
+        log.info("lag %.1f s: swept in %.1f s", lag, time.perf_counter() - t1)
         results["lags"][str(lag)] = {
             name: {
                 "auc": a,

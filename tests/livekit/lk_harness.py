@@ -173,7 +173,10 @@ class PacedAudioInput(AudioInput):
     """Plays int16 PCM into the session in real time, 50 ms frames, then silence forever."""
 
     def __init__(self, pcm: np.ndarray, rate: int = LK_RATE) -> None:
-        super().__init__(label="caesura-test-input")
+        if "label" in inspect.signature(AudioInput.__init__).parameters:
+            super().__init__(label="caesura-test-input")
+        else:  # livekit-agents < 1.3
+            super().__init__()
         self._frames = to_frames(pcm, rate)
         self._rate = rate
         self._silence = to_frames(np.zeros(rate * FRAME_MS // 1000, dtype=np.int16), rate)[0]
@@ -204,7 +207,9 @@ class NullAudioOutput(AudioOutput):
     """Accepts the agent's audio and reports it played at once."""
 
     def __init__(self) -> None:
-        kwargs: dict[str, Any] = {"label": "caesura-test-output", "sample_rate": LK_RATE}
+        kwargs: dict[str, Any] = {"sample_rate": LK_RATE}
+        if "label" in inspect.signature(AudioOutput.__init__).parameters:  # >= 1.3
+            kwargs["label"] = "caesura-test-output"
         if hasattr(lk_io, "AudioOutputCapabilities"):  # livekit-agents >= 1.3
             kwargs["capabilities"] = lk_io.AudioOutputCapabilities(pause=False)
         super().__init__(**kwargs)

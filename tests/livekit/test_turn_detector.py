@@ -97,28 +97,27 @@ def test_unknown_and_unsupported_languages_are_logged_once(caplog):
 
     async def main():
         out = []
-        for lang in (None, LanguageCode("multi"), None, LanguageCode("multi")):
+        for lang in (None, LanguageCode("en-US"), None, LanguageCode("")):
             out.append(await det.supports_language(lang))
-        out.append(await det.supports_language(LanguageCode("xx")))
-        out.append(await det.supports_language(LanguageCode("xx")))
-        out.append(await det.unlikely_threshold(LanguageCode("xx")))
+        out.append(await det.unlikely_threshold(None))
+        for lang in ("multi", "multi", "xx", "xx"):
+            out.append(await det.supports_language(LanguageCode(lang)))
+        out.append(await det.unlikely_threshold(LanguageCode("multi")))
         return out
 
     with caplog.at_level(logging.INFO, logger="livekit.plugins.caesura"):
         out = asyncio.run(main())
-    # unknown language: the model assumes English (said once), it is not silently skipped
+    # no language from the STT: the core model assumes its language, said once in the log
     assert out[:4] == [True, True, True, True]
-    assert caplog.text.count("no single language") == 1
-    # an unsupported language: False / None, with one warning
-    assert out[4:] == [False, False, None]
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "'xx'" in warnings[0].getMessage()
-
-    strict = caesura.TurnDetector(model=det.core_model, assume_language=None)
-    with caplog.at_level(logging.INFO, logger="livekit.plugins.caesura"):
-        assert asyncio.run(strict.supports_language(None)) is False
-    assert "skipped" in caplog.text
+    assert out[4] == det.core_model.unlikely_threshold(None)
+    assert caplog.text.count("reports no language") == 1
+    # "multi" and unknown languages: not supported (the session uses min_delay), one
+    # warning per language, naming it
+    assert out[5:] == [False, False, False, False, None]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "'multi'" in warnings[0]
+    assert "'xx'" in warnings[1]
 
 
 def test_threshold_override_and_validation():

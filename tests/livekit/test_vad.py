@@ -238,6 +238,8 @@ def test_same_decisions_as_the_core(speech_pcm, ami_pcm):
 
 def test_close_to_the_silero_plugin_on_the_same_audio(speech_pcm):
     silero = pytest.importorskip("livekit.plugins.silero")
+    if tuple(int(x) for x in silero.__version__.split(".")[:2]) < (1, 8):
+        pytest.skip(f"livekit-plugins-silero {silero.__version__} ships an older Silero model")
     frames = to_frames(speech_pcm)
     ours = speech_events(run(collect(caesura.VAD.load(), frames)))
     theirs = speech_events(run(collect(silero.VAD.load(), frames)))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("pipecat", reason="pipecat-ai is not installed (nox -s 'tests(suite=\"pipecat\")')")
+pytest.importorskip(
+    "pipecat", reason="pipecat-ai is not installed (nox -s 'tests(suite=\"pipecat\")')"
+)
 pytest.importorskip("pipecat_caesura", reason="pipecat-caesura is not installed")
 
-from _pipecat_support import load_pcm  # noqa: E402
+from _pipecat_support import load_pcm
 
 
 @pytest.fixture(scope="session")

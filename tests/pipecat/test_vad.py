@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from _pipecat_support import chunks, load_pcm, silence
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 from pipecat.frames.frames import (
@@ -29,8 +30,6 @@ from caesura.audio import pcm16_bytes_to_float32
 from caesura.errors import InvalidAudioError, InvalidOptionError, UnsupportedSampleRateError
 from caesura.vad import SileroVAD
 from caesura.vad.offline import speech_timestamps
-
-from _pipecat_support import chunks, load_pcm, silence
 
 RATES = [16000, 8000, 24000, 48000, 44100]
 
@@ -98,8 +97,9 @@ def test_base_state_machine_tracks_real_speech(rate: int) -> None:
     assert agreement > 0.82, agreement
     # four utterances -> four QUIET->SPEAKING transitions, ending quiet
     onsets = sum(
-        1 for a, b in zip(states, states[1:]) if a != VADState.SPEAKING and b == VADState.SPEAKING
-        and a == VADState.STARTING
+        1
+        for a, b in zip(states, states[1:])
+        if a != VADState.SPEAKING and b == VADState.SPEAKING and a == VADState.STARTING
     )
     assert onsets == 4
     assert states[-1] == VADState.QUIET
@@ -126,10 +126,14 @@ def test_pipeline_emits_vad_frames_on_real_speech(speech_pcm16k: bytes) -> None:
     """A real LLMUserAggregator with our analyzer broadcasts paired VAD start/stop frames."""
     rate = 16000
     pcm = speech_pcm16k + silence(1.0, rate)
-    frames = [InputAudioRawFrame(audio=c, sample_rate=rate, num_channels=1) for c in chunks(pcm, rate)]
+    frames = [
+        InputAudioRawFrame(audio=c, sample_rate=rate, num_channels=1) for c in chunks(pcm, rate)
+    ]
     vad = CaesuraVADAnalyzer()
     down = _run_aggregator(vad, frames, rate)
-    events = [f for f in down if isinstance(f, (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame))]
+    events = [
+        f for f in down if isinstance(f, (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame))
+    ]
     kinds = [type(f) for f in events]
     assert kinds == [VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame] * 4
     assert all(f.start_secs == VADParams().start_secs for f in events[::2])
@@ -160,10 +164,16 @@ def test_cleanup_and_reuse_across_pipelines() -> None:
     results = []
     for rate in (16000, 8000, 16000):
         pcm = load_pcm("speech_16k.wav", rate)[: rate * 2 * 5] + silence(1.0, rate)
-        frames = [InputAudioRawFrame(audio=c, sample_rate=rate, num_channels=1) for c in chunks(pcm, rate)]
+        frames = [
+            InputAudioRawFrame(audio=c, sample_rate=rate, num_channels=1) for c in chunks(pcm, rate)
+        ]
         down = _run_aggregator(vad, frames, rate)
         results.append(
-            [type(f).__name__ for f in down if isinstance(f, (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame))]
+            [
+                type(f).__name__
+                for f in down
+                if isinstance(f, (VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame))
+            ]
         )
         assert vad.sample_rate == rate
     assert results[0] == results[2]

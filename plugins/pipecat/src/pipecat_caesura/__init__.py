@@ -1,4 +1,4 @@
-"""caesura for Pipecat: a drop-in Silero ``VADAnalyzer`` and a transcript-aware turn stop strategy."""
+"""caesura for Pipecat: a drop-in Silero ``VADAnalyzer`` and a transcript-aware stop strategy."""
 
 from __future__ import annotations
 

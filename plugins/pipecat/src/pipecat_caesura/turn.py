@@ -57,7 +57,6 @@ from caesura.audio import pcm16_bytes_to_float32
 from caesura.errors import InvalidOptionError, ModelError
 from caesura.turn import EndOfTurn, SpeechStarted, TurnEngine, TurnEvent, TurnOptions, TurnPhase
 from caesura.vad import SileroVAD, VADStream
-
 from pipecat_caesura.vad import SharedVADBatcher
 
 __all__ = ["CaesuraTurnStopStrategy", "TurnDecision"]
@@ -104,7 +103,8 @@ class _TimedScorer:
 
 def _load_default_model() -> Any:
     try:
-        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]
+        # lazily: the model (onnxruntime session + tokenizer) loads only when it is used
+        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]  # noqa: PLC0415
     except ImportError as exc:
         raise ModelError(
             "caesura's end-of-turn model (caesura.eot.EndOfTurnModel) is not available in "
@@ -172,7 +172,9 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
                 f"options must be a caesura.turn.TurnOptions, got {type(options).__name__}"
             )
         if vad is not None and not isinstance(vad, SileroVAD):
-            raise InvalidOptionError(f"vad must be a caesura.vad.SileroVAD, got {type(vad).__name__}")
+            raise InvalidOptionError(
+                f"vad must be a caesura.vad.SileroVAD, got {type(vad).__name__}"
+            )
         self._options = _merge_options(options or TurnOptions(), threshold, min_delay, max_delay)
         model = scorer if scorer is not None else _load_default_model()
         predict = getattr(model, "predict", None)
@@ -300,13 +302,17 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             self._input_rate = input_rate
         return self._engine
 
-    def _sync(self, fn: Callable[[TurnEngine], list[TurnEvent]]) -> tuple[list[TurnEvent], list[TurnDecision], TurnPhase, int]:
+    def _sync(
+        self, fn: Callable[[TurnEngine], list[TurnEvent]]
+    ) -> tuple[list[TurnEvent], list[TurnDecision], TurnPhase, int]:
         with self._engine_lock:
             engine = self._ensure_engine(self._input_rate or 16000)
             events = fn(engine)
             return events, self._scorer.drain(), engine.phase, engine.sample
 
-    def _sync_audio(self, audio: npt.NDArray[np.float32], rate: int) -> tuple[list[TurnEvent], list[TurnDecision], TurnPhase, int]:
+    def _sync_audio(
+        self, audio: npt.NDArray[np.float32], rate: int
+    ) -> tuple[list[TurnEvent], list[TurnDecision], TurnPhase, int]:
         with self._engine_lock:
             engine = self._ensure_engine(rate)
             assert self._stream is not None
@@ -452,7 +458,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
                 rate = self._engine.sample_rate
                 target = s0 + int((now - t0) * rate)
                 speaking = self._vad_user_speaking
-                await self._run(lambda e: _advance(e, target, speaking))
+                await self._run(lambda e, t=target, s=speaking: _advance(e, t, s))
                 await self._maybe_trigger()
         except asyncio.CancelledError:
             raise

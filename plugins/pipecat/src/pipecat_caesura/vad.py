@@ -18,6 +18,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -58,8 +59,8 @@ class SharedVADBatcher:
     runs its model on its own single worker thread, so this holds).
     """
 
-    _instances: dict[int, SharedVADBatcher] = {}
-    _instances_lock = threading.Lock()
+    _instances: ClassVar[dict[int, SharedVADBatcher]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, model: SileroVAD) -> None:
         self._model = model
@@ -104,6 +105,18 @@ class SharedVADBatcher:
 
     def _run(self, batch: list[_Request]) -> None:
         ready: list[_Request] = []
+        if len(batch) == 1:  # alone: no batch bookkeeping (same result, bit for bit)
+            r = batch[0]
+            try:
+                r.result = r.stream.process(r.audio)
+                self.batches += 1
+                self.max_batch = max(self.max_batch, 1)
+                self.windows += len(r.result)
+            except Exception as exc:
+                r.error = exc
+            finally:
+                r.done = True
+            return
         try:
             for r in batch:
                 try:
@@ -112,7 +125,7 @@ class SharedVADBatcher:
                 except Exception as exc:  # bad audio or a closed stream: that caller only
                     r.error = exc
             results = self._model.infer_ready([r.stream for r in ready])
-            for r, probs in zip(ready, results):
+            for r, probs in zip(ready, results, strict=True):
                 r.result = probs
             self.batches += 1
             self.max_batch = max(self.max_batch, len(ready))

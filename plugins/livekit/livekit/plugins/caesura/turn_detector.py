@@ -17,23 +17,19 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from livekit.agents import llm
 
+from caesura.eot import EndOfTurnModel, Turn
 from caesura.errors import InvalidOptionError
 
 from .log import logger
-
-if TYPE_CHECKING:
-    from caesura.eot import EndOfTurnModel
 
 __all__ = ["TurnDetector"]
 
 #: Turns of history handed to the model (the model truncates further to its own budget).
 MAX_HISTORY_TURNS = 6
-
-_UNKNOWN_LANGUAGES = ("", "multi", "auto", "und")
 
 _EXECUTOR: list[ThreadPoolExecutor] = []
 _EXECUTOR_LOCK = threading.Lock()
@@ -68,15 +64,25 @@ def chat_ctx_turns(
     return turns[-max_turns:]
 
 
+_MODEL: list[EndOfTurnModel] = []
+_MODEL_LOCK = threading.Lock()
+
+
+def _default_model() -> EndOfTurnModel:
+    """The bundled model, loaded once per process (it is thread-safe and shared)."""
+    with _MODEL_LOCK:
+        if not _MODEL:
+            _MODEL.append(EndOfTurnModel.load())
+        return _MODEL[0]
+
+
 def _language_tag(language: object) -> str | None:
-    """A LiveKit ``LanguageCode`` (or plain string, in older releases) -> ``"en"``-style base
-    code, or ``None`` when the STT did not name one language."""
+    """A LiveKit ``LanguageCode`` (a plain string in older releases) as a string; ``None``
+    when the STT reported no language."""
     if language is None:
         return None
-    base = getattr(language, "language", None)
-    tag = str(base if base is not None else language).strip().lower()
-    tag = tag.replace("_", "-").split("-")[0]
-    return None if tag in _UNKNOWN_LANGUAGES else tag
+    tag = str(language).strip()
+    return tag or None
 
 
 class TurnDetector:
@@ -88,9 +94,6 @@ class TurnDetector:
             detector in your prewarm function, or pass a model loaded there.
         unlikely_threshold: override the model's per-language threshold (below it the
             session waits ``max_delay``). ``None`` (recommended) uses the model's own.
-        assume_language: the language assumed when the STT reports none (``None``,
-            ``"multi"``): ``"en"`` by default; ``None`` makes such turns skip the model (the
-            session then waits ``min_delay``). Logged once either way.
         max_history_turns: conversation turns handed to the model.
 
     Raises:
@@ -102,7 +105,6 @@ class TurnDetector:
         *,
         model: EndOfTurnModel | None = None,
         unlikely_threshold: float | None = None,
-        assume_language: str | None = "en",
         max_history_turns: int = MAX_HISTORY_TURNS,
     ) -> None:
         if unlikely_threshold is not None and not 0.0 <= unlikely_threshold <= 1.0:
@@ -112,12 +114,9 @@ class TurnDetector:
         if max_history_turns < 1:
             raise InvalidOptionError(f"max_history_turns must be >= 1, got {max_history_turns}")
         if model is None:
-            from caesura.eot import EndOfTurnModel  # noqa: PLC0415 - loaded on first use
-
-            model = EndOfTurnModel.load()
+            model = _default_model()
         self._model = model
         self._unlikely_threshold = unlikely_threshold
-        self._assume_language = _language_tag(assume_language)
         self._max_turns = max_history_turns
         self._logged: set[tuple[str, str | None]] = set()
 
@@ -136,39 +135,30 @@ class TurnDetector:
         """The :class:`caesura.eot.EndOfTurnModel` predictions run on."""
         return self._model
 
-    def _resolve(self, language: object) -> str | None:
-        """The model language for the STT's language, or None when the model cannot serve it
-        (logged once per language and detector)."""
+    def _resolve(self, language: object) -> tuple[bool, str | None]:
+        """(supported, language tag) for the STT's language, as the core model decides;
+        unknown and unsupported languages are logged once per detector."""
         tag = _language_tag(language)
-        if tag is None:
-            if self._assume_language is None:
-                self._log_once(
-                    "unknown",
-                    None,
-                    "STT reported no single language (%r); end-of-turn model skipped for such "
-                    "turns (assume_language=None)",
-                    language,
-                )
-                return None
-            self._log_once(
-                "assumed",
-                None,
-                "STT reported no single language (%r); end-of-turn model assumes %r",
-                language,
-                self._assume_language,
-            )
-            tag = self._assume_language
         if not self._model.supports_language(tag):
             self._log_once(
                 "unsupported",
                 tag,
-                "end-of-turn model does not support language %r; the session will use its "
-                "min_delay for these turns",
+                "the end-of-turn model does not support language %r (it knows %s); the "
+                "session answers after min_delay for these turns. If the STT reports "
+                "'multi', set its language to enable the model.",
                 tag,
+                sorted(self._model.languages),
                 warning=True,
             )
-            return None
-        return tag
+            return False, tag
+        if tag is None:
+            self._log_once(
+                "unknown",
+                None,
+                "the STT reports no language; the end-of-turn model assumes %s",
+                " / ".join(sorted(self._model.languages)),
+            )
+        return True, tag
 
     def _log_once(
         self, kind: str, key: str | None, msg: str, *args: Any, warning: bool = False
@@ -179,11 +169,11 @@ class TurnDetector:
         (logger.warning if warning else logger.info)(msg, *args)
 
     async def supports_language(self, language: object) -> bool:
-        return self._resolve(language) is not None
+        return self._resolve(language)[0]
 
     async def unlikely_threshold(self, language: object) -> float | None:
-        tag = self._resolve(language)
-        if tag is None:
+        supported, tag = self._resolve(language)
+        if not supported:
             return None
         if self._unlikely_threshold is not None:
             return self._unlikely_threshold
@@ -213,4 +203,4 @@ class TurnDetector:
         return p
 
     def _predict(self, turns: Sequence[tuple[str, str]]) -> float:
-        return float(self._model.predict(list(turns)))
+        return float(self._model.predict([Turn(role, text) for role, text in turns]))
