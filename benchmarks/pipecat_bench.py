@@ -144,7 +144,7 @@ def bench_analyze_audio(
             vad.set_sample_rate(rate)  # type: ignore[attr-defined]
             n_windows = len(pcm) // 2 // vad.num_frames_required()  # type: ignore[attr-defined]
 
-            async def run_all(vad: object = vad) -> None:
+            async def run_all(vad: object = vad, chunks: list[bytes] = chunks) -> None:
                 for c in chunks:
                     await vad.analyze_audio(c)  # type: ignore[attr-defined]
 
@@ -230,7 +230,7 @@ TRANSCRIPTS = [
     "Could you move my appointment from Tuesday to Thursday afternoon if that works for you?",
     "Hmm, let me think about that for a second, I'm not sure whether",
     "That's all, thanks.",
-    "I'd like to order a large pizza with mushrooms, olives and extra cheese, and a bottle of water.",
+    "I'd like to order a large pizza with mushrooms, olives and extra cheese, and some water.",
 ]
 
 
@@ -257,10 +257,11 @@ def bench_smart_turn(repeats: int) -> tuple[float, float, float, int]:
         pcm = pcm_at(fixture, 16000)
         for start, end in speech_segments(fixture):
             utt = pcm[2 * max(0, start - 8000) : 2 * end] + b"\x00\x00" * 3200
-            step = 640  # 20 ms at 16 kHz, in bytes
 
             async def one(
-                utt: bytes = utt, speech_bytes: int = 2 * (end - max(0, start - 8000))
+                utt: bytes = utt,
+                speech_bytes: int = 2 * (end - max(0, start - 8000)),
+                step: int = 640,  # 20 ms at 16 kHz, in bytes
             ) -> tuple[float, float]:
                 analyzer.clear()
                 for i in range(0, len(utt), step):
@@ -398,14 +399,16 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"pipecat-ai {version('pipecat-ai')}, pipecat-caesura {version('pipecat-caesura')}, "
-        f"onnxruntime {version('onnxruntime')}, {os.cpu_count()} CPUs visible"
+        f"onnxruntime {version('onnxruntime')}, {os.cpu_count()} CPUs visible, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print()
     print("== VAD: per 32 ms window (median of", args.repeats, "runs over speech_16k.wav) ==")
     print("   wall = elapsed time, cpu = process CPU time (robust when other jobs share the cores)")
-    print(
-        f"{'path':30} {'rate':>6} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6}"
+    cols = (
+        f"{'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10}"
     )
+    print(f"{'path':30} {'rate':>6} {cols} {'ratio':>6}")
     for name, rate, (tw, tc), (ow, oc) in bench_voice_confidence(
         args.repeats
     ) + bench_analyze_audio(args.repeats):
@@ -418,9 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "== VAD: N concurrent pipelines, one analyzer each on its own thread (16 kHz), per window =="
     )
-    print(
-        f"{'N':>4} {'Pipecat wall':>13} {'caesura':>10} {'ratio':>6}   {'Pipecat cpu':>12} {'caesura':>10} {'ratio':>6} {'max batch':>10}"
-    )
+    print(f"{'N':>4} {cols} {'ratio':>6} {'max batch':>10}")
     for _, n, pw, ow, pc, oc, mb in bench_concurrent(streams, args.repeats):
         print(
             f"{n:>4} {pw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / pw:>5.2f}x   "
@@ -436,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"caesura scorer, {scorer_name} ({len(TRANSCRIPTS)} transcripts x {args.repeats}):")
     print(f"    {ours_wall:9.3f} ms wall  {'':24}{ours_cpu:9.3f} ms cpu")
     print(
-        f"    ratio caesura / smart-turn: wall {ours_wall / smart_wall:.3f}x, cpu {ours_cpu / max(smart_cpu, 1e-9):.3f}x"
+        f"    ratio caesura / smart-turn: wall {ours_wall / smart_wall:.3f}x, "
+        f"cpu {ours_cpu / max(smart_cpu, 1e-9):.3f}x"
     )
     theirs_path, ours_path = bench_decision_paths(scorer, max(1, args.repeats // 2))
     tw = statistics.median(p[0] for p in theirs_path)
@@ -444,12 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     ow = statistics.median(p[0] for p in ours_path)
     oc = statistics.median(p[1] for p in ours_path)
     print("whole decision inside the stop strategy (process_frame on the event loop, median):")
-    print(
-        f"    Pipecat TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)  {tw:9.2f} ms wall {tc:9.2f} ms cpu"
-    )
-    print(
-        f"    CaesuraTurnStopStrategy                                            {ow:9.2f} ms wall {oc:9.2f} ms cpu"
-    )
+    label = "Pipecat TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)"
+    print(f"    {label:68} {tw:9.2f} ms wall {tc:9.2f} ms cpu")
+    print(f"    {'CaesuraTurnStopStrategy':68} {ow:9.2f} ms wall {oc:9.2f} ms cpu")
     print(f"    ratio caesura / Pipecat: wall {ow / tw:.3f}x, cpu {oc / max(tc, 1e-9):.3f}x")
     return 0
 
