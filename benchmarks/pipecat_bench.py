@@ -418,9 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     streams = [int(s) for s in args.streams.split(",") if s]
     print()
-    print(
-        "== VAD: N concurrent pipelines, one analyzer each on its own thread (16 kHz), per window =="
-    )
+    print("== VAD: N concurrent pipelines, an analyzer each on its own thread, per window ==")
     print(f"{'N':>4} {cols} {'ratio':>6} {'max batch':>10}")
     for _, n, pw, ow, pc, oc, mb in bench_concurrent(streams, args.repeats):
         print(

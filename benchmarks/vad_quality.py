@@ -308,7 +308,7 @@ def main() -> int:
     configs.append(
         (
             "caesura VADIterator-like",
-            SegmenterOptions(min_speech_ms=0, min_silence_ms=100, pre_roll_ms=0),
+            SegmenterOptions(threshold=0.5, min_speech_ms=0, min_silence_ms=160, pre_roll_ms=0),
             None,
         )
     )

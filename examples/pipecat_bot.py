@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from loguru import logger
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
@@ -47,6 +48,7 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
+    LLMAssistantAggregator,
     LLMUserAggregator,
     LLMUserAggregatorParams,
 )
@@ -90,8 +92,6 @@ def build_voice_bot(transport: Any, stt: Any, llm: Any, tts: Any) -> Pipeline:
     pipeline = build_voice_bot(transport, DeepgramSTTService(...), OpenAILLMService(...),
                                CartesiaTTSService(...))
     """
-    from pipecat.processors.aggregators.llm_response_universal import LLMAssistantAggregator
-
     context = LLMContext()
     return Pipeline(
         [
@@ -240,13 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         help="use the last-word heuristic instead of the end-of-turn model",
     )
     args = parser.parse_args(argv)
-    try:
-        from loguru import logger
-
-        logger.remove()
-        logger.add(sys.stderr, level="WARNING")
-    except ImportError:
-        pass
+    logger.remove()  # Pipecat logs at DEBUG by default
+    logger.add(sys.stderr, level="WARNING")
     asyncio.run(run_demo(args.wav, args.say or DEFAULT_SAY, lexical=args.lexical))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import numpy as np
@@ -98,7 +99,7 @@ def test_base_state_machine_tracks_real_speech(rate: int) -> None:
     # four utterances -> four QUIET->SPEAKING transitions, ending quiet
     onsets = sum(
         1
-        for a, b in zip(states, states[1:])
+        for a, b in itertools.pairwise(states)
         if a != VADState.SPEAKING and b == VADState.SPEAKING and a == VADState.STARTING
     )
     assert onsets == 4

@@ -104,7 +104,7 @@ class _TimedScorer:
 def _load_default_model() -> Any:
     try:
         # lazily: the model (onnxruntime session + tokenizer) loads only when it is used
-        from caesura.eot import EndOfTurnModel  # type: ignore[attr-defined]  # noqa: PLC0415
+        from caesura.eot import EndOfTurnModel  # noqa: PLC0415
     except ImportError as exc:
         raise ModelError(
             "caesura's end-of-turn model (caesura.eot.EndOfTurnModel) is not available in "
@@ -326,7 +326,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
         await self._handle(events, decisions)
 
     # ================================================================== Pipecat hooks
-    async def setup(self, setup: FrameProcessorSetup) -> None:
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         """Set up the strategy: the engine is created for the pipeline's input rate."""
         await super().setup(setup)
         rate = int(setup.audio_in_sample_rate)
@@ -338,7 +338,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
 
     async def cleanup(self) -> None:
         """Stop the clock task and the worker thread; the strategy can be set up again."""
-        await super().cleanup()
+        await super().cleanup()  # type: ignore[no-untyped-call]
         await self._stop_clock()
         if self._worker is not None:
             self._worker.shutdown(wait=False)
@@ -348,13 +348,13 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
     async def handle_user_turn_started(self) -> None:
         """Pipecat opened a user turn. A decision the engine already made stays pending: it
         is dropped when the engine hears new speech, and fires once Pipecat's VAD is quiet."""
-        await super().handle_user_turn_started()
+        await super().handle_user_turn_started()  # type: ignore[no-untyped-call]
         self._turn_active = True
 
     async def handle_user_turn_stopped(self) -> None:
         """The turn ended (by us, another strategy or Pipecat's stop timeout): close the
         engine's turn too, so that it cannot fire late for it, and commit the response."""
-        await super().handle_user_turn_stopped()
+        await super().handle_user_turn_stopped()  # type: ignore[no-untyped-call]
         self._turn_active = False
         self._pending = None
         self._has_final_text = False
@@ -458,7 +458,11 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
                 rate = self._engine.sample_rate
                 target = s0 + int((now - t0) * rate)
                 speaking = self._vad_user_speaking
-                await self._run(lambda e, t=target, s=speaking: _advance(e, t, s))
+
+                def step(e: TurnEngine, t: int = target, s: bool = speaking) -> list[TurnEvent]:
+                    return _advance(e, t, s)
+
+                await self._run(step)
                 await self._maybe_trigger()
         except asyncio.CancelledError:
             raise

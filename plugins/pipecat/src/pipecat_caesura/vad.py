@@ -250,7 +250,7 @@ class CaesuraVADAnalyzer(VADAnalyzer):
 
     async def cleanup(self) -> None:
         """Stop the worker thread and drop the stream; the analyzer can be used again."""
-        await super().cleanup()
+        await super().cleanup()  # type: ignore[no-untyped-call]
         self._worker = None
         self._stream = None
         self._last_confidence = 0.0

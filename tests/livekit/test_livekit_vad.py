@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -418,3 +419,19 @@ def test_concurrent_streams_share_one_batched_model(speech_pcm, ami_pcm):
     # 8 streams fed at once: far fewer model calls than chunks
     assert jobs == sum(len(to_frames(r)) for r in recordings)
     assert batches <= jobs / 3
+
+
+def test_inference_never_runs_on_the_event_loop(speech_pcm, monkeypatch):
+    vad = caesura.VAD.load()
+    model = vad.core_model
+    threads: set[str] = set()
+    original = type(model).infer_ready
+
+    def spy(self, streams):
+        threads.add(threading.current_thread().name)
+        return original(self, streams)
+
+    monkeypatch.setattr(type(model), "infer_ready", spy)
+    events = run(collect(vad, to_frames(speech_pcm[: LK_RATE * 2])))
+    assert any(e.type == INF for e in events)
+    assert threads == {"caesura-vad-inference"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 
 import pytest
 from livekit.agents import llm
@@ -131,3 +132,18 @@ def test_threshold_override_and_validation():
 def test_timeout(detector):
     with pytest.raises(asyncio.TimeoutError):
         asyncio.run(detector.predict_end_of_turn(ctx(("user", COMPLETE)), timeout=0))
+
+
+def test_prediction_runs_off_the_event_loop(detector, monkeypatch):
+    threads: set[str] = set()
+    model = detector.core_model
+    original = type(model).predict
+
+    def spy(self, turns, **kwargs):
+        threads.add(threading.current_thread().name)
+        return original(self, turns, **kwargs)
+
+    monkeypatch.setattr(type(model), "predict", spy)
+    asyncio.run(detector.predict_end_of_turn(ctx(("user", COMPLETE))))
+    assert len(threads) == 1
+    assert next(iter(threads)).startswith("caesura-eot")
