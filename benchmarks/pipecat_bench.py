@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import statistics
@@ -391,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--streams", default="1,8,32", help="concurrent pipelines to simulate")
     parser.add_argument("--data", default=None, help="ignored (uses tests/fixtures only)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    results: dict[str, object] = {"vad": [], "concurrent": []}
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if MISSING is not None:
         print(f"pipecat_bench: skipped ({MISSING}); install pipecat-ai==1.14.0 and plugins/pipecat")
@@ -412,6 +415,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate, (tw, tc), (ow, oc) in bench_voice_confidence(
         args.repeats
     ) + bench_analyze_audio(args.repeats):
+        results["vad"].append(  # type: ignore[attr-defined]
+            {
+                "path": name,
+                "rate": rate,
+                "pipecat_wall_s": tw,
+                "caesura_wall_s": ow,
+                "pipecat_cpu_s": tc,
+                "caesura_cpu_s": oc,
+            }
+        )
         print(
             f"{name:30} {rate:>6} {tw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / tw:>5.2f}x   "
             f"{tc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / tc:>5.2f}x"
@@ -421,6 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     print("== VAD: N concurrent pipelines, an analyzer each on its own thread, per window ==")
     print(f"{'N':>4} {cols} {'ratio':>6} {'max batch':>10}")
     for _, n, pw, ow, pc, oc, mb in bench_concurrent(streams, args.repeats):
+        results["concurrent"].append(  # type: ignore[attr-defined]
+            {
+                "streams": n,
+                "pipecat_wall_s": pw,
+                "caesura_wall_s": ow,
+                "pipecat_cpu_s": pc,
+                "caesura_cpu_s": oc,
+                "max_batch": mb,
+            }
+        )
         print(
             f"{n:>4} {pw * 1e6:>10.1f} µs {ow * 1e6:>7.1f} µs {ow / pw:>5.2f}x   "
             f"{pc * 1e6:>9.1f} µs {oc * 1e6:>7.1f} µs {oc / pc:>5.2f}x {mb:>10}"
@@ -448,6 +471,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    {label:68} {tw:9.2f} ms wall {tc:9.2f} ms cpu")
     print(f"    {'CaesuraTurnStopStrategy':68} {ow:9.2f} ms wall {oc:9.2f} ms cpu")
     print(f"    ratio caesura / Pipecat: wall {ow / tw:.3f}x, cpu {oc / max(tc, 1e-9):.3f}x")
+    results["end_of_turn"] = {
+        "scorer": scorer_name,
+        "smart_turn": {"wall_ms": smart_wall, "model_e2e_ms": smart_e2e, "cpu_ms": smart_cpu},
+        "caesura_scorer": {"wall_ms": ours_wall, "cpu_ms": ours_cpu},
+        "decision_path": {
+            "pipecat_smart_turn_strategy": {"wall_ms": tw, "cpu_ms": tc},
+            "caesura_turn_stop_strategy": {"wall_ms": ow, "cpu_ms": oc},
+        },
+    }
+    results["load_average"] = os.getloadavg()[0]
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 

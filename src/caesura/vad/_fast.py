@@ -56,6 +56,7 @@ class FastBackend:
     def __init__(self, sessions: dict[int, Any]) -> None:
         self._sessions = sessions
         self.rates = tuple(sorted(sessions, reverse=True))
+        self._shapes: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
 
     @classmethod
     def load(cls, rates: tuple[int, ...]) -> FastBackend:
@@ -70,13 +71,19 @@ class FastBackend:
     ) -> tuple[Float32Array, Float32Array]:
         """``x`` [T, B, L] (row b valid for t < lengths[b]) -> (probs [T, B], final state)."""
         steps, batch, width = x.shape
-        state = np.ascontiguousarray(state, dtype=np.float32)
+        shape = self._shapes.get((steps, batch))
+        if shape is None:
+            shape = np.array([steps, batch, 128], dtype=np.int64)
+            if len(self._shapes) < 1024:
+                self._shapes[(steps, batch)] = shape
+        if not state.flags.c_contiguous:
+            state = np.ascontiguousarray(state)
         try:
             probs, h_n, c_n = self._sessions[model_rate].run(
                 None,
                 {
                     "input": x.reshape(steps * batch, width),
-                    "seq_shape": np.array([steps, batch, 128], dtype=np.int64),
+                    "seq_shape": shape,
                     "h": state[0:1],
                     "c": state[1:2],
                     "lengths": lengths.astype(np.int32),
@@ -84,7 +91,7 @@ class FastBackend:
             )
         except Exception as exc:
             raise ModelError(f"Silero VAD inference failed: {exc}") from exc
-        return probs.reshape(steps, batch), np.concatenate([h_n, c_n])
+        return probs.reshape(steps, batch), np.concatenate((h_n, c_n))
 
     def step(
         self, x: Float32Array, state: Float32Array, model_rate: int

@@ -484,12 +484,9 @@ class SileroVAD:
             stream = group[0]
             inputs = stream._take_windows()
             k = inputs.shape[0]
-            probs, new_state = self._backend.run(
-                np.ascontiguousarray(inputs)[:, None, :],
-                stream._state,
-                np.array([k], dtype=np.int64),
-                rate,
-            )
+            x = inputs.reshape(1, 1, inputs.shape[1]) if k == 1 else inputs.copy()[:, None, :]
+            lengths = _ONE if k == 1 else np.array([k], dtype=np.int64)
+            probs, new_state = self._backend.run(x, stream._state, lengths, rate)
             stream._commit(new_state, inputs)
             return [probs[:, 0].copy()]
         windows = [s._take_windows() for s in group]
@@ -565,6 +562,8 @@ class SileroVAD:
 
 _EMPTY: Float32Array = np.zeros(0, dtype=np.float32)
 _EMPTY.setflags(write=False)
+_ONE = np.ones(1, dtype=np.int64)
+_ONE.setflags(write=False)
 
 
 def _validate_model_rates(sample_rates: Sequence[int]) -> tuple[int, ...]:
@@ -747,7 +746,7 @@ class VADStream:
         return (probs, self.last_windows) if return_audio else probs
 
     def _infer(self) -> Float32Array:
-        if not self.pending_windows:
+        if len(self._buf) < self._ready_len:
             self._last_inputs = np.zeros((0, self._ready_len), dtype=np.float32)
             return _EMPTY.copy()
         return self._model._run_streams([self], self.model_rate)[0]

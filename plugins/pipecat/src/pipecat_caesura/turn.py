@@ -39,6 +39,7 @@ from pipecat.frames.frames import (
     BotStoppedSpeakingFrame,
     CancelFrame,
     EndFrame,
+    ErrorFrame,
     Frame,
     InputAudioRawFrame,
     InterimTranscriptionFrame,
@@ -49,13 +50,21 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.metrics.metrics import TurnMetricsData
-from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop import BaseUserTurnStopStrategy
 
 from caesura.audio import pcm16_bytes_to_float32
 from caesura.errors import InvalidOptionError, ModelError
-from caesura.turn import EndOfTurn, SpeechStarted, TurnEngine, TurnEvent, TurnOptions, TurnPhase
+from caesura.turn import (
+    Backchannel,
+    EndOfTurn,
+    SpeechStarted,
+    TurnEngine,
+    TurnEvent,
+    TurnOptions,
+    TurnPhase,
+)
 from caesura.vad import SileroVAD, VADStream
 from pipecat_caesura.vad import SharedVADBatcher
 
@@ -65,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ChatTurn = Mapping[str, str]
+_Drained = tuple[list["TurnDecision"], list[BaseException]]
 
 #: How often the clock task looks at the audio stream (seconds).
 _CLOCK_TICK_S = 0.05
@@ -82,23 +92,46 @@ class TurnDecision:
 
 
 class _TimedScorer:
-    """Wraps the scorer so that every inference is recorded (runs on the worker thread)."""
+    """Wraps the scorer so that every inference is recorded (runs on the worker thread).
+
+    A failing inference must not escape into the engine's window loop (it would stop half-way
+    and fail again on every window). It is logged once per text, reported to the pipeline as
+    a non-fatal ``ErrorFrame``, and scored 0.0 -- "no evidence the turn is over" -- so that
+    the turn ends at ``max_delay`` at the latest and the user is never cut off.
+    """
 
     def __init__(self, predict: Callable[[Sequence[ChatTurn]], float]) -> None:
         self._predict = predict
         self.records: list[TurnDecision] = []
+        self.failures: list[BaseException] = []
+        self._failed_text: str | None = None
 
     def __call__(self, turns: Sequence[ChatTurn]) -> float:
-        t0 = time.perf_counter()
-        p = float(self._predict(turns))
-        ms = (time.perf_counter() - t0) * 1000.0
         text = turns[-1].get("content", "") if turns else ""
+        t0 = time.perf_counter()
+        try:
+            p = float(self._predict(turns))
+            if not 0.0 <= p <= 1.0:
+                raise ModelError(f"end-of-turn scorer returned {p!r}, outside [0, 1]")
+        except Exception as exc:
+            if text != self._failed_text:
+                self._failed_text = text
+                logger.error(
+                    "end-of-turn inference failed for %r; the turn ends at max_delay: %s",
+                    text,
+                    exc,
+                    exc_info=exc,
+                )
+                self.failures.append(exc)
+            return 0.0
+        ms = (time.perf_counter() - t0) * 1000.0
         self.records.append(TurnDecision(probability=p, inference_ms=ms, text=text))
         return p
 
-    def drain(self) -> list[TurnDecision]:
+    def drain(self) -> tuple[list[TurnDecision], list[BaseException]]:
         out, self.records = self.records, []
-        return out
+        errors, self.failures = self.failures, []
+        return out, errors
 
 
 def _load_default_model() -> Any:
@@ -201,7 +234,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
 
         # loop-side state
         self._vad_user_speaking = False
-        self._pending: EndOfTurn | None = None
+        self._pending: EndOfTurn | Backchannel | None = None
         self._has_final_text = False
         self._phase = TurnPhase.IDLE
         self._last_audio = 0.0  # monotonic time of the latest audio frame
@@ -304,7 +337,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
 
     def _sync(
         self, fn: Callable[[TurnEngine], list[TurnEvent]]
-    ) -> tuple[list[TurnEvent], list[TurnDecision], TurnPhase, int]:
+    ) -> tuple[list[TurnEvent], _Drained, TurnPhase, int]:
         with self._engine_lock:
             engine = self._ensure_engine(self._input_rate or 16000)
             events = fn(engine)
@@ -312,7 +345,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
 
     def _sync_audio(
         self, audio: npt.NDArray[np.float32], rate: int
-    ) -> tuple[list[TurnEvent], list[TurnDecision], TurnPhase, int]:
+    ) -> tuple[list[TurnEvent], _Drained, TurnPhase, int]:
         with self._engine_lock:
             engine = self._ensure_engine(rate)
             assert self._stream is not None
@@ -321,9 +354,9 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             return events, self._scorer.drain(), engine.phase, engine.sample
 
     async def _run(self, fn: Callable[[TurnEngine], list[TurnEvent]]) -> None:
-        events, decisions, phase, _ = await self._call(self._sync, fn)
+        events, drained, phase, _ = await self._call(self._sync, fn)
         self._phase = phase
-        await self._handle(events, decisions)
+        await self._handle(events, drained)
 
     # ================================================================== Pipecat hooks
     async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
@@ -414,14 +447,14 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
         audio = pcm16_bytes_to_float32(frame.audio)
         if frame.num_channels > 1:
             audio = audio.reshape(-1, frame.num_channels).mean(axis=1).astype(np.float32)
-        events, decisions, phase, sample = await self._call(
+        events, drained, phase, sample = await self._call(
             self._sync_audio, audio, int(frame.sample_rate)
         )
         now = time.monotonic()
         self._last_audio = now
         self._anchor = (now, sample)
         self._phase = phase
-        await self._handle(events, decisions)
+        await self._handle(events, drained)
         self._ensure_clock()
 
     def _ensure_clock(self) -> None:
@@ -468,7 +501,16 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             raise
 
     # ================================================================== events
-    async def _handle(self, events: list[TurnEvent], decisions: list[TurnDecision]) -> None:
+    async def _handle(self, events: list[TurnEvent], drained: _Drained) -> None:
+        decisions, errors = drained
+        for exc in errors:
+            await self.push_frame(
+                ErrorFrame(
+                    error=f"{self}: end-of-turn inference failed: {exc}",
+                    exception=exc if isinstance(exc, Exception) else None,
+                ),
+                FrameDirection.UPSTREAM,
+            )
         for d in decisions:
             self._last_decision = d
             await self.push_frame(
@@ -499,6 +541,12 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
                 )
                 self._pending = ev
                 self._last_end_of_turn = ev
+            elif isinstance(ev, Backchannel):
+                # The engine heard only "uh-huh" / "yeah" over the agent: no user turn for
+                # it. Pipecat's start strategy may have opened (and interrupted) one already;
+                # close it now rather than leave it to the aggregator's stop timeout.
+                logger.debug("backchannel %r: closing any open Pipecat turn", ev.transcript)
+                self._pending = ev
         if self._pending is not None:
             await self._maybe_trigger()
 

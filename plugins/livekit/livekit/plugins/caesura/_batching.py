@@ -136,41 +136,49 @@ class BatchWorker:
                     s.close()
 
     def _process(self, batch: list[_Job]) -> None:
+        results: list[tuple[_Job, BatchResult | BaseException]] = []
         ready: list[_Job] = []
         for job in batch:
             try:
                 job.stream.feed(job.chunk)
             except Exception as exc:  # invalid audio, closed stream: that job alone fails
-                _resolve(job, exc)
+                results.append((job, exc))
             else:
                 ready.append(job)
-        if not ready:
-            return
-        try:
-            probs = self._model.infer_ready([j.stream for j in ready])
-        except Exception as exc:
-            for job in ready:
-                _resolve(job, exc)
-            return
-        self.batches += 1
-        self.jobs += len(ready)
-        done = time.perf_counter()
-        for job, p in zip(ready, probs, strict=True):
-            _resolve(job, BatchResult(p, done - job.submitted, len(ready)))
+        if ready:
+            try:
+                probs = self._model.infer_ready([j.stream for j in ready])
+            except Exception as exc:
+                results.extend((job, exc) for job in ready)
+            else:
+                self.batches += 1
+                self.jobs += len(ready)
+                done = time.perf_counter()
+                results.extend(
+                    (job, BatchResult(p, done - job.submitted, len(ready)))
+                    for job, p in zip(ready, probs, strict=True)
+                )
+        _deliver(results)
 
 
-def _set(fut: asyncio.Future[BatchResult], value: BatchResult | BaseException) -> None:
-    if fut.done():
-        return
-    if isinstance(value, BaseException):
-        fut.set_exception(value)
-    else:
-        fut.set_result(value)
+def _set_all(items: list[tuple[asyncio.Future[BatchResult], BatchResult | BaseException]]) -> None:
+    for fut, value in items:
+        if fut.done():
+            continue
+        if isinstance(value, BaseException):
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
 
 
-def _resolve(job: _Job, value: BatchResult | BaseException) -> None:
-    with contextlib.suppress(RuntimeError):  # the submitter's loop is already closed
-        job.loop.call_soon_threadsafe(_set, job.future, value)
+def _deliver(results: list[tuple[_Job, BatchResult | BaseException]]) -> None:
+    """Resolve futures on their own loops: one wake-up per loop, not one per stream."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for job, value in results:
+        by_loop.setdefault(job.loop, []).append((job.future, value))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is already closed
+            loop.call_soon_threadsafe(_set_all, items)
 
 
 _WORKERS: weakref.WeakKeyDictionary[SileroVAD, BatchWorker] = weakref.WeakKeyDictionary()

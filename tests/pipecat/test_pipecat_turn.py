@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 import pytest
 from _pipecat_support import chunks, load_pcm, silence
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    ErrorFrame,
     Frame,
     InputAudioRawFrame,
     InterimTranscriptionFrame,
@@ -95,6 +98,7 @@ def interim(text: str) -> InterimTranscriptionFrame:
 @dataclass
 class Run:
     down: list[Frame]
+    up: list[Frame] = field(default_factory=list)
     stops: list[dict[str, object]] = field(default_factory=list)
 
     def of(self, kind: type) -> list[Frame]:
@@ -133,7 +137,7 @@ def run_pipeline(
             }
         )
 
-    down, _ = asyncio.run(
+    down, up = asyncio.run(
         run_test(
             aggregator,
             frames_to_send=frames,
@@ -141,6 +145,7 @@ def run_pipeline(
         )
     )
     result.down = list(down)
+    result.up = list(up)
     return result
 
 
@@ -279,6 +284,105 @@ def test_wait_for_transcript() -> None:
     eot = realtime.last_end_of_turn
     assert eot is not None
     assert eot.reason == "silence"
+
+
+def test_backchannel_over_the_bot_closes_the_turn_promptly() -> None:
+    """ "Yeah" while the bot speaks: Pipecat's VAD start strategy opens a turn; the engine
+    calls it a backchannel (no end-of-turn decision) and the strategy closes the turn at
+    once instead of leaving it to the aggregator's 5 s stop timeout."""
+    strategy = CaesuraTurnStopStrategy(scorer=lexical_end_probability)
+    frames = [
+        BotStartedSpeakingFrame(),
+        *audio(speech(0.6) + silence(0.3, RATE)),
+        final("yeah"),
+        *audio(silence(2.0, RATE)),
+    ]
+    run = run_pipeline(strategy, frames)
+    assert len(run.stops) == 1
+    assert run.stops[0]["content"] == "yeah"
+    assert strategy.last_end_of_turn is None  # not an end of turn: a backchannel
+    assert float(run.stops[0]["engine_s"]) < 0.6 + 1.2  # type: ignore[arg-type]
+
+
+def test_real_interruption_is_a_turn() -> None:
+    strategy = CaesuraTurnStopStrategy(scorer=lexical_end_probability)
+    frames = [
+        BotStartedSpeakingFrame(),
+        *audio(speech(1.0)),
+        BotStoppedSpeakingFrame(),  # Pipecat stops the bot on the interruption
+        *audio(speech()[RATE * 2 :] + silence(0.3, RATE)),
+        final("Wait, stop, I meant Thursday."),
+        *audio(silence(2.0, RATE)),
+    ]
+    run = run_pipeline(strategy, frames)
+    assert len(run.stops) == 1
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.reason == "semantic"
+    assert eot.transcript == "Wait, stop, I meant Thursday."
+
+
+def test_a_failing_scorer_is_reported_and_never_cuts_the_user_off() -> None:
+    """A user-supplied scorer that raises: one ErrorFrame upstream, and the turn still ends,
+    at max_delay (the conservative outcome), instead of the pipeline stalling."""
+    calls = []
+
+    def broken(turns: object) -> float:
+        calls.append(turns)
+        raise RuntimeError("scorer exploded")
+
+    strategy = CaesuraTurnStopStrategy(scorer=broken, max_delay=1.2)
+    frames = [
+        *audio(speech() + silence(0.3, RATE)),
+        final(COMPLETE),
+        *audio(silence(1.5, RATE)),
+    ]
+    run = run_pipeline(strategy, frames)
+    assert calls
+    errors = [f for f in run.up if isinstance(f, ErrorFrame)]
+    assert len(errors) == 1
+    assert "scorer exploded" in errors[0].error
+    assert len(run.stops) == 1
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.reason == "max_delay"
+    assert run.turn_metrics == []  # no fake metrics for a failed inference
+
+
+@pytest.mark.parametrize("rate", [8000, 48000])
+def test_other_input_rates(rate: int) -> None:
+    """8 kHz runs the engine on the 8 kHz model; 48 kHz is resampled to 16 kHz."""
+    pcm = load_pcm("speech_16k.wav", rate)[: 2 * rate * 2] + silence(0.3, rate)
+    tail = silence(2.0, rate)
+
+    def paced(data: bytes) -> list[Frame]:
+        out: list[Frame] = []
+        for c in chunks(data, rate):
+            out += [InputAudioRawFrame(audio=c, sample_rate=rate, num_channels=1), SleepFrame(0.02)]
+        return out
+
+    strategy = CaesuraTurnStopStrategy(scorer=lexical_end_probability)
+    aggregator = LLMUserAggregator(
+        LLMContext(),
+        params=LLMUserAggregatorParams(
+            vad_analyzer=CaesuraVADAnalyzer(),
+            user_turn_strategies=UserTurnStrategies(stop=[strategy]),
+        ),
+    )
+    down, _ = asyncio.run(
+        run_test(
+            aggregator,
+            frames_to_send=[*paced(pcm), final(COMPLETE), *paced(tail)],
+            pipeline_params=PipelineParams(audio_in_sample_rate=rate),
+        )
+    )
+    assert len([f for f in down if isinstance(f, UserStoppedSpeakingFrame)]) == 1
+    assert strategy.engine is not None
+    assert strategy.engine.sample_rate == (8000 if rate == 8000 else 16000)
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.reason == "semantic"
+    assert eot.delay_ms < 800
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""The bundled end-of-turn model at run time (onnxruntime + tokenizers; no torch)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import caesura
+from caesura.eot import EndOfTurnModel, Turn
+from caesura.eot._text import EOT, SPECIAL_TOKENS, linearise
+from caesura.errors import (
+    CaesuraError,
+    InvalidOptionError,
+    ModelError,
+    ModelIntegrityError,
+    UnsupportedLanguageError,
+)
+
+ASSETS = Path(caesura.__file__).parent / "eot" / "assets"
+
+
+@pytest.fixture(scope="module")
+def model() -> EndOfTurnModel:
+    return EndOfTurnModel.load()
+
+
+def u(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def a(text: str) -> dict[str, str]:
+    return {"role": "assistant", "content": text}
+
+
+def test_exported_from_package() -> None:
+    assert caesura.EndOfTurnModel is EndOfTurnModel
+    assert caesura.Turn is Turn
+
+
+def test_bundled_assets_are_small() -> None:
+    size = sum(p.stat().st_size for p in ASSETS.iterdir() if p.is_file())
+    assert size < 15 * 1024 * 1024
+    cfg = json.loads((ASSETS / "config.json").read_text())
+    assert cfg["format"] == "caesura-eot"
+    assert (ASSETS / "MODEL_CARD.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("complete", "incomplete"),
+    [
+        ("what time is it", "i want to book a table for"),
+        ("can you book a table for two at seven", "can you book a table for two at"),
+        ("I'd like a medium latte please.", "I'd like a medium latte and a"),
+        ("yes that's correct", "yes and also um"),
+    ],
+)
+def test_complete_scores_above_incomplete(
+    model: EndOfTurnModel, complete: str, incomplete: str
+) -> None:
+    ctx = [a("How can I help you?")]
+    assert model.predict([*ctx, u(complete)]) > model.predict([*ctx, u(incomplete)])
+
+
+def test_probability_range_and_types(model: EndOfTurnModel) -> None:
+    p = model.predict([u("hello there")])
+    assert isinstance(p, float)
+    assert 0.0 <= p <= 1.0
+
+
+def test_turn_dataclass_and_mappings_agree(model: EndOfTurnModel) -> None:
+    d1 = [a("What time works?"), u("tomorrow at five")]
+    d2 = [Turn("assistant", "What time works?"), Turn("user", "tomorrow at five")]
+    d3 = [{"role": "agent", "text": "What time works?"}, {"role": "user", "text": "tomorrow at five"}]
+    assert model.predict(d1) == model.predict(d2) == model.predict(d3)
+
+
+def test_system_turns_ignored_and_same_role_merged(model: EndOfTurnModel) -> None:
+    base = model.predict([a("Hi."), u("i need a taxi")])
+    assert model.predict([{"role": "system", "content": "be nice"}, a("Hi."), u("i need a taxi")]) == base
+    assert model.encode([a("Hi."), u("i need"), u("a taxi")]) == model.encode([a("Hi."), u("i need a taxi")])
+
+
+def test_batch_matches_single(model: EndOfTurnModel) -> None:
+    dialogues = [
+        [u("what time is it")],
+        [a("Where to?"), u("to the airport")],
+        [a("Where to?"), u("to the")],
+        [u("so i was thinking that maybe we could " * 5)],
+    ]
+    many = model.predict_many(dialogues)
+    single = [model.predict(d) for d in dialogues]
+    # dynamic int8 quantisation scales activations per batch: equal up to that noise
+    assert many == pytest.approx(single, abs=0.02)
+    assert model.predict_many(dialogues, batch_size=1) == pytest.approx(single, abs=1e-6)
+    assert model.predict_many([]) == []
+
+
+def test_long_text_is_truncated_to_the_context(model: EndOfTurnModel) -> None:
+    huge = "and then we went to the store " * 20000
+    ids = model.encode([u(huge)])
+    assert len(ids) == model.max_tokens
+    assert 0.0 <= model.predict([a("x" * 100000), u(huge)]) <= 1.0
+
+
+def test_tokenizer_round_trip(model: EndOfTurnModel) -> None:
+    tok = model._tokenizer
+    text = linearise([("agent", "How can I help?"), ("user", "i'd like 2 coffees, please")], close_last=False)
+    assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
+    for special in SPECIAL_TOKENS:
+        assert tok.token_to_id(special) is not None
+    assert tok.token_to_id(EOT) == model.config["eot_id"]
+
+
+def test_user_text_cannot_inject_special_tokens(model: EndOfTurnModel) -> None:
+    assert model.encode([u("hello <|eot|> there")]) == model.encode([u("hello there")])
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [],
+        [u("")],
+        [u("   ")],
+        [a("what can i do for you")],
+        [u("hi"), a("hello")],
+        [{"role": "user", "content": 42}],
+        [{"role": "user"}],
+        [{"role": "narrator", "content": "hi"}],
+        ["hello"],
+        "hello",
+        None,
+    ],
+)
+def test_bad_input_gets_a_clear_error(model: EndOfTurnModel, turns: object) -> None:
+    with pytest.raises(InvalidOptionError):
+        model.predict(turns)  # type: ignore[arg-type]
+
+
+def test_languages(model: EndOfTurnModel) -> None:
+    for lang in ("en", "en-US", "EN", "english", "en_GB", None):
+        assert model.supports_language(lang)
+    for lang in ("fr", "zh", "multi", "de-DE"):
+        assert not model.supports_language(lang)
+    thr = model.unlikely_threshold("en")
+    assert thr is not None and 0.0 < thr < 1.0
+    assert model.unlikely_threshold("en-US") == thr == model.unlikely_threshold(None)
+    assert model.unlikely_threshold("fr") is None
+    with pytest.raises(UnsupportedLanguageError):
+        model.predict([u("bonjour")], language="fr")
+    with pytest.raises(UnsupportedLanguageError):
+        model.predict_many([[u("bonjour")]], language="multi")
+    with pytest.raises(InvalidOptionError):
+        model.supports_language("")
+    assert model.predict([u("hi")], language="en-US") == model.predict([u("hi")])
+
+
+def test_options_validated() -> None:
+    with pytest.raises(InvalidOptionError):
+        EndOfTurnModel.load(num_threads=0)
+    with pytest.raises(InvalidOptionError):
+        EndOfTurnModel.load(max_tokens=2)
+    m = EndOfTurnModel.load(max_tokens=32, num_threads=2)
+    assert m.max_tokens == 32
+    assert len(m.encode([u("word " * 100)])) == 32
+
+
+def test_corrupt_copy_is_detected(tmp_path: Path) -> None:
+    folder = tmp_path / "eot"
+    shutil.copytree(ASSETS, folder, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    assert EndOfTurnModel.load(folder).predict([u("hello")]) >= 0.0
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError):
+        EndOfTurnModel.load(folder)
+
+
+def test_missing_folder_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        EndOfTurnModel.load(tmp_path / "nope")
+    with pytest.raises(ModelError):
+        EndOfTurnModel.load(tmp_path)
+    assert issubclass(ModelIntegrityError, CaesuraError)
+
+
+def test_thread_safe(model: EndOfTurnModel) -> None:
+    dialogues = [[a("Where to?"), u(f"to gate {i} please")] for i in range(8)]
+    expected = [model.predict(d) for d in dialogues]
+    results: dict[int, list[float]] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            results[k] = [model.predict(d) for d in dialogues for _ in range(3)][::3]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got in results.values():
+        assert got == expected
+
+
+def test_runtime_imports_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys\n"
+        "from caesura.eot import EndOfTurnModel\n"
+        "m = EndOfTurnModel.load()\n"
+        "m.predict([{'role': 'user', 'content': 'hello there'}])\n"
+        "m.predict_many([[{'role': 'user', 'content': 'hi'}]])\n"
+        "bad = [k for k in ('torch', 'transformers') if k in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,0 +1,154 @@
+"""The training recipe end to end on a synthetic corpus (needs the ``train`` extra: torch)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("onnx")
+
+from caesura.eot import EndOfTurnModel  # noqa: E402
+from caesura.train import switchboard as sb  # noqa: E402
+from caesura.train.__main__ import main as train_main  # noqa: E402
+from caesura.train.data import encode_contexts  # noqa: E402
+from caesura.train.export import _ort_scores, export_and_validate, load_checkpoint  # noqa: E402
+from caesura.train.loop import score_contexts  # noqa: E402
+from caesura.train.text import int_to_words, stt_style, words_to_digits  # noqa: E402
+
+WORDS = "i want to book a table for two at seven please yes no the coffee latte uh um".split()
+
+
+def _sentence(rng: random.Random) -> list[str]:
+    return [rng.choice(WORDS) for _ in range(rng.randint(2, 9))]
+
+
+def _switchboard(path: Path, convs: int, rng: random.Random) -> None:
+    lines = ["conv\tspeaker\tstart\tend\tword"]
+    for c in range(convs):
+        t = 0.0
+        for turn in range(12):
+            spk = "AB"[turn % 2]
+            for w in _sentence(rng):
+                lines.append(f"sw{c:04d}\t{spk}\t{t:.3f}\t{t + 0.3:.3f}\t{w}")
+                t += 0.3 + rng.choice([0.0, 0.0, 0.3])
+            if rng.random() < 0.3:
+                lines.append(f"sw{c:04d}\t{spk}\t{t:.3f}\t{t + 0.2:.3f}\t[noise]")
+            t += 0.5
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def _written(path: Path, n: int, rng: random.Random) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        for i in range(n):
+            turns = [
+                {"speaker": "user" if k % 2 == 0 else "system",
+                 "text": " ".join(_sentence(rng)).capitalize() + rng.choice([".", "?", ""])}
+                for k in range(6)
+            ]
+            fh.write(json.dumps({"id": str(i), "turns": turns}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    rng = random.Random(0)
+    eot = root / "eot"
+    for split, n in (("train", 8), ("val", 4), ("test", 4)):
+        _switchboard(eot / "switchboard" / f"{split}.tsv.gz", n, rng)
+    _written(eot / "sgd" / "train.jsonl.gz", 60, rng)
+    _written(eot / "sgd" / "dev.jsonl.gz", 20, rng)
+    _written(eot / "multiwoz" / "val.jsonl.gz", 10, rng)
+    _written(eot / "taskmaster4" / "all.jsonl.gz", 10, rng)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    rc = train_main([
+        "--data", str(synthetic_data), "--out", str(out), "--steps", "6", "--batch", "4",
+        "--vocab", "300", "--d-model", "32", "--layers", "1", "--heads", "2", "--ff", "64",
+        "--context", "32", "--val-points", "40", "--threads", "1", "--no-export",
+    ])
+    assert rc == 0
+    return out
+
+
+def test_training_run_writes_checkpoints(trained: Path) -> None:
+    for name in ("best.pt", "last.pt", "tokenizer.json", "history.json", "recipe.json"):
+        assert (trained / name).is_file(), name
+    history = json.loads((trained / "history.json").read_text())
+    assert history[-1]["step"] == 6
+    assert 0.0 <= history[-1]["sb_val_auc"] <= 1.0
+
+
+def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Path) -> None:
+    out = export_and_validate(trained / "best.pt", trained / "tokenizer.json", synthetic_data,
+                              tmp_path / "export", val_points=40)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["metrics"]["onnx_fp32_max_abs_diff"] < 1e-4
+    assert cfg["metrics"]["onnx_int8_max_abs_diff"] < 0.05
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    scorer, mcfg, _ = load_checkpoint(trained / "best.pt", tok.token_to_id("<|eot|>"))
+    contexts = [[("user", "i want to")], [("agent", "Yes."), ("user", "the coffee please")],
+                [("user", "uh " * 40)]]
+    ids = encode_contexts(tok, contexts, mcfg.context)
+    ref = score_contexts(scorer, ids)
+    np.testing.assert_allclose(_ort_scores(out / "model_fp32.onnx", ids, 0), ref, atol=1e-5)
+    # the runtime reads the exported (int8) folder and agrees with PyTorch
+    model = EndOfTurnModel.load(out)
+    got = model.predict_many([[{"role": "user" if r == "user" else "assistant", "content": t}
+                               for r, t in c] for c in contexts], batch_size=1)
+    np.testing.assert_allclose(got, ref, atol=0.05)
+
+
+def test_switchboard_extraction(synthetic_data: Path) -> None:
+    convs = sb.load_conversations(synthetic_data / "eot" / "switchboard" / "val.tsv.gz")
+    assert len(convs) == 4
+    points = list(sb.iter_points(convs))
+    labels = {p.label for _, _, p in points}
+    assert labels == {"END", "HOLD"}
+    for _, turns, p in points:
+        assert p.duration > 0
+        vis = sb.visible_turns(turns, p)
+        assert vis[-1][0] == "user" and vis[-1][1].split()[-1] == turns[p.turn_index].words[p.word_index].text
+        hidden = sb.visible_turns(turns, p, lag=10.0)
+        assert len(" ".join(t for _, t in hidden)) <= len(" ".join(t for _, t in vis))
+
+
+def test_clean_word_and_backchannels() -> None:
+    assert sb.clean_word("[laughter-yes]") == "yes"
+    assert sb.clean_word("thi[s]-") == "thi-"
+    assert sb.clean_word("them_1") == "them"
+    assert sb.clean_word("[noise]") == ""
+    assert sb.clean_word("Texas") == "texas"
+    w = sb.Word
+    conv = sb.Conversation("c", (
+        w("A", 0.0, 0.5, "so"), w("A", 0.5, 1.0, "i"), w("B", 1.1, 1.4, "uh-huh"),
+        w("A", 1.6, 2.0, "think"), w("A", 2.0, 2.4, "so"), w("B", 3.0, 3.5, "really"),
+        w("B", 3.5, 4.0, "interesting"),
+    ))
+    turns = sb.conversation_turns(conv)
+    assert [t.speaker for t in turns] == ["A", "B"]
+    points = sb.decision_points(conv, turns)
+    assert [(p.label, round(p.start, 2)) for p in points] == [("HOLD", 1.0), ("END", 2.4)]
+
+
+def test_text_styles() -> None:
+    rng = random.Random(0)
+    assert int_to_words(125) == "one hundred twenty five"
+    assert words_to_digits("twenty five dollars and five five") == "25 dollars and 5 5"
+    assert stt_style("Book it for 7, please!", rng, p_words=1.0) == "book it for seven please"
+    assert stt_style("Book it for 7, please!", rng, p_words=0.0) == "book it for 7 please"
