@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests`` runs the whole suite (core, server, train, livekit, pipecat)."""
+"""Developer sessions: ``nox -s tests`` runs the whole suite (core, server, train, plugins)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ SUITES = {
     # suite: (pip install arguments, pytest paths)
     # tests/docs runs the quickstarts' blocks; the bench extra gives `caesura tune --plot`
     "core": ([".[test,files,server,bench]"], ["tests/core", "tests/server", "tests/docs"]),
-    "train": ([TORCH, ".[test,files,train]", "silero-vad==6.2.3"], ["tests/train"]),
+    # torch + silero-vad are here anyway, so this suite also runs the parity tests
+    "train": (
+        [TORCH, ".[test,files,train,server]", "silero-vad==6.2.3"],
+        ["tests/train", "tests/parity"],
+    ),
     "livekit": (
         [".[test,files]", "-e", "plugins/livekit", LIVEKIT, "livekit-plugins-silero==1.8.9"],
         ["tests/livekit", "tests/docs/test_quickstarts.py"],
@@ -62,9 +66,7 @@ def typecheck(session: nox.Session) -> None:
 def parity(session: nox.Session) -> None:
     """Our probabilities and timestamps against silero-vad's own code (torch CPU wheel)."""
     session.install(TORCH, "silero-vad==6.2.3", ".[test,files,server]")
-    session.run(
-        "pytest", "tests/parity", *session.posargs, env={"CAESURA_DATA": str(DATA)}
-    )
+    session.run("pytest", "tests/parity", *session.posargs, env={"CAESURA_DATA": str(DATA)})
 
 
 @nox.session

@@ -70,15 +70,17 @@ def tnr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr: float = 0.9) -> tupl
 def score(model, contexts, batch_size: int = 64) -> np.ndarray:
     out = np.zeros(len(contexts))
     idx = [i for i, c in enumerate(contexts) if c[-1][1].strip()]
-    chats = [[{"role": "user" if r == "user" else "assistant", "content": t}
-              for r, t in contexts[i]] for i in idx]
+    chats = [
+        [{"role": "user" if r == "user" else "assistant", "content": t} for r, t in contexts[i]]
+        for i in idx
+    ]
     if chats:
         out[idx] = model.predict_many(chats, batch_size=batch_size)
     return out
 
 
 def heuristic(contexts) -> np.ndarray:
-    from caesura.turn.lexical import lexical_end_probability
+    from caesura.turn.lexical import lexical_end_probability  # noqa: PLC0415
 
     out = np.zeros(len(contexts))
     for i, c in enumerate(contexts):
@@ -91,12 +93,21 @@ def heuristic(contexts) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path,
-                    default=Path(os.environ.get("CAESURA_DATA", ROOT.parent / "shared" / "data")))
-    ap.add_argument("--model-path", type=Path, default=None, help="exported folder (default: bundled)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("CAESURA_DATA", ROOT.parent / "shared" / "data")),
+    )
+    ap.add_argument(
+        "--model-path", type=Path, default=None, help="exported folder (default: bundled)"
+    )
     ap.add_argument("--split", default="test")
-    ap.add_argument("--max-points", type=int, default=8000,
-                    help="Switchboard decision points sampled (seeded); 0 = all")
+    ap.add_argument(
+        "--max-points",
+        type=int,
+        default=8000,
+        help="Switchboard decision points sampled (seeded); 0 = all",
+    )
     ap.add_argument("--max-turns", type=int, default=3000, help="written user turns sampled")
     ap.add_argument("--lags", default="0,0.3,0.5")
     ap.add_argument("--threads", type=int, default=2)
@@ -110,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipping benchmarks/eot_text.py: corpora not found under {eot} (pass --data)")
         return 0
     try:
-        from caesura.train import data as D
-        from caesura.train import switchboard as sb
-        from caesura.eot import EndOfTurnModel
+        from caesura.eot import EndOfTurnModel  # noqa: PLC0415
+        from caesura.train import data as tdata  # noqa: PLC0415
+        from caesura.train import switchboard as sb  # noqa: PLC0415
     except ImportError as exc:
         print(f"skipping benchmarks/eot_text.py: {exc}")
         return 0
@@ -122,41 +133,70 @@ def main(argv: list[str] | None = None) -> int:
     convs = sb.load_conversations(sw)
     n_all = sum(len(sb.decision_points(c)) for c in convs)
     max_points = args.max_points or None
-    res: dict = {"model": model.config.get("name"), "threshold": thr, "switchboard": {},
-                 "written": {}}
-    lines = [f"model {model.config.get('name')} ({args.model_path or 'bundled'}), "
-             f"shipped threshold {thr:.4f}"]
-    lines.append(f"Switchboard {args.split}: {len(convs)} conversations, {n_all} decision points"
-                 f"{f', {max_points} sampled (seed {args.seed})' if max_points else ''}")
+    res: dict = {
+        "model": model.config.get("name"),
+        "threshold": thr,
+        "switchboard": {},
+        "written": {},
+    }
+    lines = [
+        f"model {model.config.get('name')} ({args.model_path or 'bundled'}), "
+        f"shipped threshold {thr:.4f}"
+    ]
+    lines.append(
+        f"Switchboard {args.split}: {len(convs)} conversations, {n_all} decision points"
+        f"{f', {max_points} sampled (seed {args.seed})' if max_points else ''}"
+    )
     lines.append(f"{'':24s}{'AUC':>8s}{'TPR@thr':>9s}{'TNR@thr':>9s}{'TNR@TPR90':>11s}")
     for lag in [float(x) for x in args.lags.split(",")]:
-        ev = D.switchboard_eval(convs, lag=lag, max_points=max_points, seed=args.seed)
+        ev = tdata.switchboard_eval(convs, lag=lag, max_points=max_points, seed=args.seed)
         y = ev.labels
-        for name, s in (("model", score(model, ev.contexts)), ("heuristic", heuristic(ev.contexts))):
+        for name, s in (
+            ("model", score(model, ev.contexts)),
+            ("heuristic", heuristic(ev.contexts)),
+        ):
             t_use = thr if name == "model" else 0.5
             tpr, tnr = rates(y, s, t_use)
             best_tnr, _ = tnr_at_tpr(y, s)
             a = auc(y, s)
             res["switchboard"][f"{name}@lag{lag}"] = {
-                "auc": a, "tpr_at_threshold": tpr, "tnr_at_threshold": tnr,
-                "tnr_at_tpr90": best_tnr, "points": len(y), "end": int(y.sum())}
+                "auc": a,
+                "tpr_at_threshold": tpr,
+                "tnr_at_threshold": tnr,
+                "tnr_at_tpr90": best_tnr,
+                "points": len(y),
+                "end": int(y.sum()),
+            }
             lines.append(f"lag {lag:.1f} s {name:14s}{a:8.3f}{tpr:9.1%}{tnr:9.1%}{best_tnr:11.1%}")
         log.info("lag %.1f done (%.0f s)", lag, time.perf_counter() - t0)
-    written = D.load_written(eot / "sgd" / "test.jsonl.gz") + D.load_written(
-        eot / "multiwoz" / "test.jsonl.gz")
-    lines.append(f"written turns (SGD test + MultiWOZ test), {args.max_turns} user turns "
-                 "complete vs truncated at a random word")
+    written = tdata.load_written(eot / "sgd" / "test.jsonl.gz") + tdata.load_written(
+        eot / "multiwoz" / "test.jsonl.gz"
+    )
+    lines.append(
+        f"written turns (SGD test + MultiWOZ test), {args.max_turns} user turns "
+        "complete vs truncated at a random word"
+    )
     lines.append(f"{'':24s}{'AUC':>8s}{'bal.acc':>9s}{'TPR':>9s}{'TNR':>9s}")
     random.seed(args.seed)
     for style in ("stt", "written"):
-        ev = D.written_truncation_eval(written, style=style, max_turns=args.max_turns, seed=args.seed)
+        ev = tdata.written_truncation_eval(
+            written, style=style, max_turns=args.max_turns, seed=args.seed
+        )
         y = ev.labels
-        for name, s in (("model", score(model, ev.contexts)), ("heuristic", heuristic(ev.contexts))):
+        for name, s in (
+            ("model", score(model, ev.contexts)),
+            ("heuristic", heuristic(ev.contexts)),
+        ):
             t_use = thr if name == "model" else 0.5
             tpr, tnr = rates(y, s, t_use)
             a = auc(y, s)
-            res["written"][f"{name}@{style}"] = {"auc": a, "balanced_accuracy": (tpr + tnr) / 2,
-                                                 "tpr": tpr, "tnr": tnr, "examples": len(y)}
+            res["written"][f"{name}@{style}"] = {
+                "auc": a,
+                "balanced_accuracy": (tpr + tnr) / 2,
+                "tpr": tpr,
+                "tnr": tnr,
+                "examples": len(y),
+            }
             lines.append(f"{style:8s} {name:15s}{a:8.3f}{(tpr + tnr) / 2:9.1%}{tpr:9.1%}{tnr:9.1%}")
     lines.append(f"({time.perf_counter() - t0:.0f} s)")
     text = "\n".join(lines)

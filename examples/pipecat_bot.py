@@ -184,7 +184,7 @@ class TurnPrinter(FrameProcessor):
             for d in frame.data:
                 if isinstance(d, TurnMetricsData):
                     self._say(
-                        f"end-of-turn model: P(end)={d.probability:.2f} "
+                        f"end-of-turn scorer: P(end | words)={d.probability:.2f} "
                         f"({'complete' if d.is_complete else 'incomplete'}), "
                         f"{d.e2e_processing_time_ms:.1f} ms"
                     )

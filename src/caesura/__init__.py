@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from caesura._version import __version__
 from caesura.audio import decode_wav, pcm16_bytes_to_float32, read_audio, validate_audio
+from caesura.eot import EndOfTurnModel, Turn
 from caesura.errors import (
     AudioDecodeError,
     CaesuraError,
@@ -47,6 +48,7 @@ __all__ = [
     "Backchannel",
     "CaesuraError",
     "EndOfTurn",
+    "EndOfTurnModel",
     "EnergyGate",
     "FlushSTT",
     "Interruption",
@@ -63,6 +65,7 @@ __all__ = [
     "SpeechStart",
     "SpeechStarted",
     "SpeechStopped",
+    "Turn",
     "TurnEngine",
     "TurnEvent",
     "TurnOptions",

@@ -76,14 +76,22 @@ def test_probability_range_and_types(model: EndOfTurnModel) -> None:
 def test_turn_dataclass_and_mappings_agree(model: EndOfTurnModel) -> None:
     d1 = [a("What time works?"), u("tomorrow at five")]
     d2 = [Turn("assistant", "What time works?"), Turn("user", "tomorrow at five")]
-    d3 = [{"role": "agent", "text": "What time works?"}, {"role": "user", "text": "tomorrow at five"}]
+    d3 = [
+        {"role": "agent", "text": "What time works?"},
+        {"role": "user", "text": "tomorrow at five"},
+    ]
     assert model.predict(d1) == model.predict(d2) == model.predict(d3)
 
 
 def test_system_turns_ignored_and_same_role_merged(model: EndOfTurnModel) -> None:
     base = model.predict([a("Hi."), u("i need a taxi")])
-    assert model.predict([{"role": "system", "content": "be nice"}, a("Hi."), u("i need a taxi")]) == base
-    assert model.encode([a("Hi."), u("i need"), u("a taxi")]) == model.encode([a("Hi."), u("i need a taxi")])
+    assert (
+        model.predict([{"role": "system", "content": "be nice"}, a("Hi."), u("i need a taxi")])
+        == base
+    )
+    assert model.encode([a("Hi."), u("i need"), u("a taxi")]) == model.encode(
+        [a("Hi."), u("i need a taxi")]
+    )
 
 
 def test_batch_matches_single(model: EndOfTurnModel) -> None:
@@ -110,7 +118,9 @@ def test_long_text_is_truncated_to_the_context(model: EndOfTurnModel) -> None:
 
 def test_tokenizer_round_trip(model: EndOfTurnModel) -> None:
     tok = model._tokenizer
-    text = linearise([("agent", "How can I help?"), ("user", "i'd like 2 coffees, please")], close_last=False)
+    text = linearise(
+        [("agent", "How can I help?"), ("user", "i'd like 2 coffees, please")], close_last=False
+    )
     assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
     for special in SPECIAL_TOKENS:
         assert tok.token_to_id(special) is not None
@@ -148,7 +158,8 @@ def test_languages(model: EndOfTurnModel) -> None:
     for lang in ("fr", "zh", "multi", "de-DE"):
         assert not model.supports_language(lang)
     thr = model.unlikely_threshold("en")
-    assert thr is not None and 0.0 < thr < 1.0
+    assert thr is not None
+    assert 0.0 < thr < 1.0
     assert model.unlikely_threshold("en-US") == thr == model.unlikely_threshold(None)
     assert model.unlikely_threshold("fr") is None
     with pytest.raises(UnsupportedLanguageError):

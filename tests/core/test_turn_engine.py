@@ -517,6 +517,10 @@ def test_min_delay_adapts_to_the_users_pause_habit():
     assert slow.current_min_delay_ms() > 1.5 * base
     fast = _pauser(256)
     assert fast.current_min_delay_ms() < base
+    # a long hangover hides short pauses: typical pauses above it are no reason to adapt
+    hang = engine(Scripted(SCORER), min_silence_ms=550, fallback_delay_ms=3000)
+    hang.push_probabilities((speech(480) + silence(700)) * 10)
+    assert hang.current_min_delay_ms() < 1.3 * base
     off = engine(Scripted(SCORER), adapt_min_delay=False, fallback_delay_ms=3000)
     off.push_probabilities((speech(480) + silence(1500)) * 5)
     assert off.current_min_delay_ms() == base

@@ -67,6 +67,17 @@ def test_personalized_survival_moves_towards_the_users_pauses():
     assert s.personalized([2.0] * 5, prior_weight=1e9).hold(1.0) == pytest.approx(s.hold(1.0))
     with pytest.raises(InvalidOptionError):
         s.personalized([1.0], prior_weight=-1)
+    # only pauses longer than a 550 ms hangover can be seen: a user whose pauses match the
+    # population's above that is not "slow"
+    m = 0.55
+    rng = np.random.default_rng(3)
+    grid = np.arange(s.values.size) * s.step_s
+    cdf = 1.0 - s.values  # sample the population curve by inversion, keep those >= m
+    draws = np.interp(rng.random(4000), cdf, grid)
+    same = s.personalized(draws[draws >= m].tolist(), prior_weight=20, observed_from_s=m)
+    assert same.quantile(0.5, given_s=m) == pytest.approx(s.quantile(0.5, given_s=m), abs=0.05)
+    assert same.hold(0.3) == s.hold(0.3)  # below the hangover: the population curve
+    assert s.quantile(0.5, given_s=1.0) >= 1.0
 
 
 def test_survival_rejects_bad_tables():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import caesura.vad._fast as fast_mod
+import caesura.vad._fast_build as _fast_build
 import caesura.vad.model as model_mod
 from caesura.audio import read_audio, resample
 from caesura.errors import (
@@ -489,3 +491,75 @@ def test_threads_share_model(fast, speech):
     with ThreadPoolExecutor(4) as pool:
         for got in pool.map(work, range(8)):
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("backend", ["fast", "onnx"])
+def test_one_window_ticks_mixing_process_and_batches(backend, speech, speech8k):
+    """The realtime shape: every stream gets exactly one window per tick. Streams move between
+    the single-stream path (``process``, a batch of one) and full batches, and reset, and
+    still equal separate streams bit for bit."""
+    model = SileroVAD.load(backend=backend)
+    rates = [16000, 16000, 16000, 8000, 8000, 16000]
+    sources = [(speech8k if r == 8000 else speech)[i * 331 :] for i, r in enumerate(rates)]
+    streams = [model.stream(r) for r in rates]
+    pos = [0] * len(rates)
+    fed: list[list[np.ndarray]] = [[] for _ in rates]
+    got: list[list[np.ndarray]] = [[] for _ in rates]
+    finished: list[tuple[list[np.ndarray], list[np.ndarray], int]] = []
+    for tick in range(40):
+        if tick == 17:  # reset stream 2: a new run from here
+            finished.append((fed[2], got[2], rates[2]))
+            streams[2].reset()
+            fed[2], got[2] = [], []
+        solo = {tick % len(rates)} if tick % 3 == 0 else set()  # this one runs alone
+        batch = []
+        for i, s in enumerate(streams):
+            win = s.window_size
+            chunk = sources[i][pos[i] : pos[i] + win]
+            pos[i] += win
+            fed[i].append(chunk)
+            if i in solo:
+                got[i].append(s.process(chunk))
+                np.testing.assert_array_equal(s.last_windows[0], chunk)
+            else:
+                assert s.feed(chunk) == 1
+                batch.append(i)
+        for i, r in zip(batch, model.infer_ready([streams[i] for i in batch]), strict=True):
+            assert r.shape == (1,)
+            np.testing.assert_array_equal(streams[i].last_windows[0], fed[i][-1])
+            got[i].append(r)
+    finished += [(fed[i], got[i], rates[i]) for i in range(len(rates))]
+    for chunks, results, rate in finished:
+        np.testing.assert_array_equal(np.concatenate(results), _separate(model, rate, chunks))
+    solo_stream = model.stream(16000)
+    solo_stream.process(speech[:512])
+    batched = model.stream(16000)
+    batched.feed(speech[:512])
+    model.infer_ready([batched, model.stream(16000)])
+    np.testing.assert_array_equal(solo_stream.state, batched.state)
+
+
+def test_feed_quick_check_matches_validation(fast, speech):
+    s = fast.stream()
+    big = np.full(600, 3e38, dtype=np.float32)  # finite, near the float32 limit
+    assert s.feed(big) == 1  # accepted, as validate_audio accepts it
+    s.reset()
+    long_nan = np.zeros(20000, dtype=np.float32)
+    long_nan[-1] = np.nan  # longer than the quick check handles
+    with pytest.raises(InvalidAudioError, match="NaN"):
+        s.feed(long_nan)
+    strided = np.ascontiguousarray(np.repeat(speech[:4096], 2))[::2]  # non-contiguous float32
+    np.testing.assert_array_equal(
+        fast.stream().process(strided), fast.stream().process(speech[:4096])
+    )
+    with pytest.raises(InvalidAudioError, match="dtype"):
+        s.feed(speech[:512].astype(">f4"))
+
+
+def test_fast_graph_is_reproducible():
+    """``python -m caesura.vad._fast_build`` regenerates the vendored graphs byte for byte."""
+    pytest.importorskip("onnx")
+    weights = _fast_build.extract_weights()
+    for rate, w in weights.items():
+        data = _fast_build.build(rate, w).SerializeToString(deterministic=True)
+        assert hashlib.sha256(data).hexdigest() == fast_mod.FAST_MODEL_SHA256[rate]

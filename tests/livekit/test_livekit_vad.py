@@ -4,6 +4,7 @@ live option updates, batching, and the same decisions as the core for the same a
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import inspect
 import logging
 import threading
@@ -16,11 +17,11 @@ from livekit.agents import Plugin
 from livekit.agents.vad import VADEvent, VADEventType
 from lk_harness import LK_RATE, frame_pcm, to_frames
 
-from caesura.errors import InvalidOptionError
+from caesura.errors import CaesuraError, InvalidOptionError
 from caesura.vad.session import VADSession
 from livekit import rtc
 from livekit.plugins import caesura
-from livekit.plugins.caesura._batching import worker_for
+from livekit.plugins.caesura._batching import MAX_BATCH_DELAY, worker_for
 
 SOS, EOS, INF = (
     VADEventType.START_OF_SPEECH,
@@ -435,3 +436,45 @@ def test_inference_never_runs_on_the_event_loop(speech_pcm, monkeypatch):
     events = run(collect(vad, to_frames(speech_pcm[: LK_RATE * 2])))
     assert any(e.type == INF for e in events)
     assert threads == {"caesura-vad-inference"}
+
+
+def test_an_idle_stream_does_not_stall_the_others(speech_pcm):
+    """Batches wait a little for chunks of other streams, never for long."""
+
+    async def main():
+        vad = caesura.VAD.load()
+        idle = vad.stream()
+        idle.push_frame(to_frames(speech_pcm[:1200])[0])  # attached, then silent forever
+        await asyncio.sleep(0.05)
+        frames = to_frames(speech_pcm[: LK_RATE * 2])
+        start = asyncio.get_running_loop().time()
+        events = await asyncio.wait_for(collect(vad, frames), timeout=30)
+        elapsed = asyncio.get_running_loop().time() - start
+        await idle.aclose()
+        return events, elapsed, len(frames)
+
+    events, elapsed, n_frames = run(main())
+    inf = [e for e in events if e.type == INF]
+    assert len(inf) >= 50
+    # each chunk waited at most the batch delay (plus the work and scheduling noise)
+    assert elapsed < n_frames * (MAX_BATCH_DELAY + 0.05)
+
+
+def test_user_model_file_and_metrics(speech_pcm, tmp_path):
+    bundled = importlib.resources.files("caesura.vad.assets") / "silero_vad.onnx"
+    path = tmp_path / "my_silero.onnx"
+    path.write_bytes(bundled.read_bytes())
+    vad = caesura.VAD.load(onnx_file_path=path)
+    metrics = []
+    vad.on("metrics_collected", metrics.append)
+    events = run(collect(vad, to_frames(speech_pcm[: LK_RATE * 3])))
+    assert [e.type for e in speech_events(events)][:1] == [SOS]
+    # LiveKit's base class reports VAD metrics about once per second of windows
+    assert len(metrics) >= 2
+    assert metrics[0].metadata.model_provider == "caesura"
+    bad = tmp_path / "not_a_model.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(CaesuraError):
+        caesura.VAD.load(onnx_file_path=bad)
+    with pytest.raises(FileNotFoundError):
+        caesura.VAD.load(onnx_file_path=tmp_path / "missing.onnx")

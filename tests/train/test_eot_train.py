@@ -22,7 +22,26 @@ from caesura.train.export import _ort_scores, export_and_validate, load_checkpoi
 from caesura.train.loop import score_contexts  # noqa: E402
 from caesura.train.text import int_to_words, stt_style, words_to_digits  # noqa: E402
 
-WORDS = "i want to book a table for two at seven please yes no the coffee latte uh um".split()
+WORDS = [
+    "i",
+    "want",
+    "to",
+    "book",
+    "a",
+    "table",
+    "for",
+    "two",
+    "at",
+    "seven",
+    "please",
+    "yes",
+    "no",
+    "the",
+    "coffee",
+    "latte",
+    "uh",
+    "um",
+]
 
 
 def _sentence(rng: random.Random) -> list[str]:
@@ -51,8 +70,10 @@ def _written(path: Path, n: int, rng: random.Random) -> None:
     with gzip.open(path, "wt") as fh:
         for i in range(n):
             turns = [
-                {"speaker": "user" if k % 2 == 0 else "system",
-                 "text": " ".join(_sentence(rng)).capitalize() + rng.choice([".", "?", ""])}
+                {
+                    "speaker": "user" if k % 2 == 0 else "system",
+                    "text": " ".join(_sentence(rng)).capitalize() + rng.choice([".", "?", ""]),
+                }
                 for k in range(6)
             ]
             fh.write(json.dumps({"id": str(i), "turns": turns}) + "\n")
@@ -75,11 +96,35 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    rc = train_main([
-        "--data", str(synthetic_data), "--out", str(out), "--steps", "6", "--batch", "4",
-        "--vocab", "300", "--d-model", "32", "--layers", "1", "--heads", "2", "--ff", "64",
-        "--context", "32", "--val-points", "40", "--threads", "1", "--no-export",
-    ])
+    rc = train_main(
+        [
+            "--data",
+            str(synthetic_data),
+            "--out",
+            str(out),
+            "--steps",
+            "6",
+            "--batch",
+            "4",
+            "--vocab",
+            "300",
+            "--d-model",
+            "32",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--ff",
+            "64",
+            "--context",
+            "32",
+            "--val-points",
+            "40",
+            "--threads",
+            "1",
+            "--no-export",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -93,24 +138,37 @@ def test_training_run_writes_checkpoints(trained: Path) -> None:
 
 
 def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Path) -> None:
-    out = export_and_validate(trained / "best.pt", trained / "tokenizer.json", synthetic_data,
-                              tmp_path / "export", val_points=40)
+    out = export_and_validate(
+        trained / "best.pt",
+        trained / "tokenizer.json",
+        synthetic_data,
+        tmp_path / "export",
+        val_points=40,
+    )
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["metrics"]["onnx_fp32_max_abs_diff"] < 1e-4
     assert cfg["metrics"]["onnx_int8_max_abs_diff"] < 0.05
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # noqa: PLC0415
 
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     scorer, mcfg, _ = load_checkpoint(trained / "best.pt", tok.token_to_id("<|eot|>"))
-    contexts = [[("user", "i want to")], [("agent", "Yes."), ("user", "the coffee please")],
-                [("user", "uh " * 40)]]
+    contexts = [
+        [("user", "i want to")],
+        [("agent", "Yes."), ("user", "the coffee please")],
+        [("user", "uh " * 40)],
+    ]
     ids = encode_contexts(tok, contexts, mcfg.context)
     ref = score_contexts(scorer, ids)
     np.testing.assert_allclose(_ort_scores(out / "model_fp32.onnx", ids, 0), ref, atol=1e-5)
     # the runtime reads the exported (int8) folder and agrees with PyTorch
     model = EndOfTurnModel.load(out)
-    got = model.predict_many([[{"role": "user" if r == "user" else "assistant", "content": t}
-                               for r, t in c] for c in contexts], batch_size=1)
+    got = model.predict_many(
+        [
+            [{"role": "user" if r == "user" else "assistant", "content": t} for r, t in c]
+            for c in contexts
+        ],
+        batch_size=1,
+    )
     np.testing.assert_allclose(got, ref, atol=0.05)
 
 
@@ -123,7 +181,8 @@ def test_switchboard_extraction(synthetic_data: Path) -> None:
     for _, turns, p in points:
         assert p.duration > 0
         vis = sb.visible_turns(turns, p)
-        assert vis[-1][0] == "user" and vis[-1][1].split()[-1] == turns[p.turn_index].words[p.word_index].text
+        assert vis[-1][0] == "user"
+        assert vis[-1][1].split()[-1] == turns[p.turn_index].words[p.word_index].text
         hidden = sb.visible_turns(turns, p, lag=10.0)
         assert len(" ".join(t for _, t in hidden)) <= len(" ".join(t for _, t in vis))
 
@@ -135,11 +194,18 @@ def test_clean_word_and_backchannels() -> None:
     assert sb.clean_word("[noise]") == ""
     assert sb.clean_word("Texas") == "texas"
     w = sb.Word
-    conv = sb.Conversation("c", (
-        w("A", 0.0, 0.5, "so"), w("A", 0.5, 1.0, "i"), w("B", 1.1, 1.4, "uh-huh"),
-        w("A", 1.6, 2.0, "think"), w("A", 2.0, 2.4, "so"), w("B", 3.0, 3.5, "really"),
-        w("B", 3.5, 4.0, "interesting"),
-    ))
+    conv = sb.Conversation(
+        "c",
+        (
+            w("A", 0.0, 0.5, "so"),
+            w("A", 0.5, 1.0, "i"),
+            w("B", 1.1, 1.4, "uh-huh"),
+            w("A", 1.6, 2.0, "think"),
+            w("A", 2.0, 2.4, "so"),
+            w("B", 3.0, 3.5, "really"),
+            w("B", 3.5, 4.0, "interesting"),
+        ),
+    )
     turns = sb.conversation_turns(conv)
     assert [t.speaker for t in turns] == ["A", "B"]
     points = sb.decision_points(conv, turns)

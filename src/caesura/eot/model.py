@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +67,7 @@ class Turn:
             raise InvalidOptionError("Turn(role, text) takes two strings")
 
 
-TurnLike = Union[Turn, Mapping[str, Any]]
+TurnLike = Turn | Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -224,9 +224,9 @@ class EndOfTurnModel:
         from tokenizers import Tokenizer  # noqa: PLC0415
 
         tokenizer = Tokenizer.from_str(blobs["tokenizer.json"].decode("utf-8"))
-        if tokenizer.token_to_id(EOT) != int(config["eot_id"]) or tokenizer.token_to_id(
-            PAD
-        ) != int(config["pad_id"]):
+        if tokenizer.token_to_id(EOT) != int(config["eot_id"]) or tokenizer.token_to_id(PAD) != int(
+            config["pad_id"]
+        ):
             raise UnsupportedModelError("tokenizer and config disagree on the special tokens")
         import onnxruntime as ort  # noqa: PLC0415
 

@@ -45,14 +45,16 @@ def main(argv: list[str] | None = None) -> int:
 
     eot_dir = args.data / "eot"
     if not (eot_dir / "switchboard" / "train.tsv.gz").is_file():
-        print(f"no end-of-turn corpora under {eot_dir}; pass --data ../shared/data", file=sys.stderr)
+        print(
+            f"no end-of-turn corpora under {eot_dir}; pass --data ../shared/data", file=sys.stderr
+        )
         return 2
 
-    from caesura.eot._text import linearise
-    from caesura.train import data as D
-    from caesura.train import switchboard as sb
-    from caesura.train.loop import TrainConfig, train
-    from caesura.train.model import ModelConfig
+    from caesura.eot._text import linearise  # noqa: PLC0415
+    from caesura.train import data as tdata  # noqa: PLC0415
+    from caesura.train import switchboard as sb  # noqa: PLC0415
+    from caesura.train.loop import TrainConfig, train  # noqa: PLC0415
+    from caesura.train.model import ModelConfig  # noqa: PLC0415
 
     t0 = time.time()
     rng = random.Random(args.seed)
@@ -60,42 +62,59 @@ def main(argv: list[str] | None = None) -> int:
     sb_val = sb.load_conversations(eot_dir / "switchboard" / "val.tsv.gz")
     if args.limit_convs:
         sb_train, sb_val = sb_train[: args.limit_convs], sb_val[: max(2, args.limit_convs // 4)]
-    sw = D.switchboard_dialogues(sb_train, rng) + D.switchboard_dialogues(sb_train, rng)
-    wr = D.written_dialogues(args.data, rng)
+    sw = tdata.switchboard_dialogues(sb_train, rng) + tdata.switchboard_dialogues(sb_train, rng)
+    wr = tdata.written_dialogues(args.data, rng)
     if args.limit_convs:
         wr = wr[: args.limit_convs * 10]
-    logger.info("dialogues: switchboard %d, written %d (%.0f s)", len(sw), len(wr), time.time() - t0)
+    logger.info(
+        "dialogues: switchboard %d, written %d (%.0f s)", len(sw), len(wr), time.time() - t0
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    tok = D.train_tokenizer((linearise(d, close_last=True) for d in sw[: len(sw) // 2] + wr), args.vocab)
+    tok = tdata.train_tokenizer(
+        (linearise(d, close_last=True) for d in sw[: len(sw) // 2] + wr), args.vocab
+    )
     tok.save(str(out / "tokenizer.json"))
-    streams = {"switchboard": D.token_stream(tok, sw), "written": D.token_stream(tok, wr)}
+    streams = {"switchboard": tdata.token_stream(tok, sw), "written": tdata.token_stream(tok, wr)}
     logger.info("tokens: %s (%.0f s)", {k: len(v) for k, v in streams.items()}, time.time() - t0)
-    sgd_dev = D.load_written(eot_dir / "sgd" / "dev.jsonl.gz")
+    sgd_dev = tdata.load_written(eot_dir / "sgd" / "dev.jsonl.gz")
     evals = {
-        "sb_val": D.switchboard_eval(sb_val, max_points=args.val_points, seed=args.seed),
-        "written_val": D.written_truncation_eval(sgd_dev, style="stt", max_turns=250, seed=args.seed),
+        "sb_val": tdata.switchboard_eval(sb_val, max_points=args.val_points, seed=args.seed),
+        "written_val": tdata.written_truncation_eval(
+            sgd_dev, style="stt", max_turns=250, seed=args.seed
+        ),
     }
     mcfg = ModelConfig(
-        vocab_size=tok.get_vocab_size(), context=args.context, d_model=args.d_model,
-        layers=args.layers, heads=args.heads, ff=args.ff,
+        vocab_size=tok.get_vocab_size(),
+        context=args.context,
+        d_model=args.d_model,
+        layers=args.layers,
+        heads=args.heads,
+        ff=args.ff,
     )
     tcfg = TrainConfig(
-        steps=args.steps, max_minutes=args.max_minutes, batch=args.batch, lr=args.lr,
-        eot_weight=args.eot_weight, eval_every_minutes=args.eval_every_minutes,
-        threads=args.threads, seed=args.seed,
+        steps=args.steps,
+        max_minutes=args.max_minutes,
+        batch=args.batch,
+        lr=args.lr,
+        eot_weight=args.eot_weight,
+        eval_every_minutes=args.eval_every_minutes,
+        threads=args.threads,
+        seed=args.seed,
     )
-    (out / "recipe.json").write_text(json.dumps({"argv": sys.argv, "model": mcfg.to_dict(),
-                                                 "train": tcfg.__dict__}, indent=1))
+    (out / "recipe.json").write_text(
+        json.dumps({"argv": sys.argv, "model": mcfg.to_dict(), "train": tcfg.__dict__}, indent=1)
+    )
     best = train(tok=tok, streams=streams, evals=evals, mcfg=mcfg, tcfg=tcfg, out=out)
     logger.info("training done in %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
     if args.no_export:
         return 0
     try:
-        from caesura.train.export import export_and_validate
+        from caesura.train.export import export_and_validate  # noqa: PLC0415
 
-        export_and_validate(best, out / "tokenizer.json", args.data, out / "export",
-                            install=args.install)
+        export_and_validate(
+            best, out / "tokenizer.json", args.data, out / "export", install=args.install
+        )
     except Exception:
         logger.exception("export failed; the checkpoint is at %s", best)
         return 1

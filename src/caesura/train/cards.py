@@ -65,7 +65,7 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
     if tr:
         lines.append(f"- training record of the shipped checkpoint: `{json.dumps(tr)}`")
     if benchmarks:
-        lines += ["", "## Test metrics (benchmarks/eot_text.py, held-out data)", ""]
+        lines += ["", "## Test metrics (benchmarks/eot_text.py, benchmarks/eot_speed.py)", ""]
         lines += ["```", benchmarks.get("text", json.dumps(benchmarks, indent=1)), "```"]
     lines += [
         "",
@@ -84,3 +84,33 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
         "",
     ]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite ``MODEL_CARD.md`` from ``config.json`` plus benchmark results.
+
+    ``python -m caesura.train.cards --assets DIR [--text eot_text.json] [--speed speed.txt]``
+    """
+    import argparse  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--assets", type=Path, required=True)
+    ap.add_argument("--text", type=Path, default=None, help="benchmarks/eot_text.py --json output")
+    ap.add_argument("--speed", type=Path, default=None, help="benchmarks/eot_speed.py output")
+    args = ap.parse_args(argv)
+    config = json.loads((args.assets / "config.json").read_text())
+    bench: dict[str, Any] | None = None
+    if args.text or args.speed:
+        parts = []
+        if args.text:
+            parts.append(json.loads(args.text.read_text())["text"])
+        if args.speed:
+            parts.append(args.speed.read_text().strip())
+        bench = {"text": "\n\n".join(parts)}
+    (args.assets / "MODEL_CARD.md").write_text(model_card(config, bench))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

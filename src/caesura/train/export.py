@@ -52,8 +52,11 @@ def export_onnx(scorer: EotScorer, path: Path, context: int) -> None:
             str(path),
             input_names=["input_ids", "attention_mask"],
             output_names=["p_eot"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "time"},
-                          "attention_mask": {0: "batch", 1: "time"}, "p_eot": {0: "batch"}},
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "time"},
+                "attention_mask": {0: "batch", 1: "time"},
+                "p_eot": {0: "batch"},
+            },
             opset_version=17,
             dynamo=False,
         )
@@ -61,8 +64,8 @@ def export_onnx(scorer: EotScorer, path: Path, context: int) -> None:
 
 def quantise(src: Path, dst: Path) -> None:
     """int8 dynamic quantisation of the MatMul/Gemm weights (onnxruntime.quantization)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -80,8 +83,10 @@ def quantise(src: Path, dst: Path) -> None:
         )
 
 
-def _ort_scores(path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: int = 64) -> np.ndarray:
-    import onnxruntime as ort
+def _ort_scores(
+    path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: int = 64
+) -> np.ndarray:
+    import onnxruntime as ort  # noqa: PLC0415
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
@@ -89,18 +94,19 @@ def _ort_scores(path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: in
     out = np.empty(len(ids), dtype=np.float32)
     for s in range(0, len(ids), batch):
         chunk = ids[s : s + batch]
-        T = max(len(c) for c in chunk)
-        x = np.full((len(chunk), T), pad_id, dtype=np.int64)
-        m = np.zeros((len(chunk), T), dtype=np.int64)
+        width = max(len(c) for c in chunk)
+        x = np.full((len(chunk), width), pad_id, dtype=np.int64)
+        m = np.zeros((len(chunk), width), dtype=np.int64)
         for r, c in enumerate(chunk):
-            x[r, T - len(c) :] = c
-            m[r, T - len(c) :] = 1
+            x[r, width - len(c) :] = c
+            m[r, width - len(c) :] = 1
         out[s : s + len(chunk)] = sess.run(["p_eot"], {"input_ids": x, "attention_mask": m})[0]
     return out
 
 
-def write_assets(folder: Path, *, onnx_path: Path, tokenizer_path: Path, config: dict[str, Any],
-                 card: str) -> dict[str, str]:
+def write_assets(
+    folder: Path, *, onnx_path: Path, tokenizer_path: Path, config: dict[str, Any], card: str
+) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     if onnx_path.resolve() != (folder / "model.onnx").resolve():
         shutil.copy(onnx_path, folder / "model.onnx")
@@ -131,10 +137,10 @@ def export_and_validate(
 ) -> Path:
     """Export, quantise, check ONNX ≡ PyTorch, pick the threshold on Switchboard val, write
     the asset folder (and copy it into the package with ``install``)."""
-    from caesura.train import data as D
-    from caesura.train import switchboard as sb
-    from caesura.train.cards import model_card
-    from caesura.train.loop import auc, score_contexts
+    from caesura.train import data as tdata  # noqa: PLC0415
+    from caesura.train import switchboard as sb  # noqa: PLC0415
+    from caesura.train.cards import model_card  # noqa: PLC0415
+    from caesura.train.loop import auc, score_contexts  # noqa: PLC0415
 
     out.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer.from_file(str(tokenizer_path))
@@ -145,15 +151,21 @@ def export_and_validate(
     int8 = out / "model.onnx"
     export_onnx(scorer, fp32, mcfg.context)
     quantise(fp32, int8)
-    metrics: dict[str, Any] = {"checkpoint_step": ckpt.get("step"),
-                               "training": ckpt.get("metrics", {})}
+    metrics: dict[str, Any] = {
+        "checkpoint_step": ckpt.get("step"),
+        "training": ckpt.get("metrics", {}),
+    }
     # ONNX vs PyTorch on a fixture
-    fixture = D.encode_contexts(tok, [
-        [("agent", "What time works for you?"), ("user", "tomorrow at")],
-        [("agent", "What time works for you?"), ("user", "tomorrow at five pm")],
-        [("user", "i want to book a table for")],
-        [("user", "what time is it")],
-    ], mcfg.context)
+    fixture = tdata.encode_contexts(
+        tok,
+        [
+            [("agent", "What time works for you?"), ("user", "tomorrow at")],
+            [("agent", "What time works for you?"), ("user", "tomorrow at five pm")],
+            [("user", "i want to book a table for")],
+            [("user", "what time is it")],
+        ],
+        mcfg.context,
+    )
     p_torch = score_contexts(scorer, fixture)
     p_fp32 = _ort_scores(fp32, fixture, pad_id)
     p_int8 = _ort_scores(int8, fixture, pad_id)
@@ -163,8 +175,8 @@ def export_and_validate(
     threshold = 0.5
     if data is not None and (data / "eot" / "switchboard" / "val.tsv.gz").is_file():
         convs = sb.load_conversations(data / "eot" / "switchboard" / "val.tsv.gz")
-        ev = D.switchboard_eval(convs, max_points=val_points, seed=7)
-        ids = D.encode_contexts(tok, ev.contexts, mcfg.context)
+        ev = tdata.switchboard_eval(convs, max_points=val_points, seed=7)
+        ids = tdata.encode_contexts(tok, ev.contexts, mcfg.context)
         s8 = _ort_scores(int8, ids, pad_id)
         threshold = threshold_at_tpr(ev.labels, s8, 0.9)
         metrics["sb_val_auc_int8"] = auc(ev.labels, s8)
@@ -181,14 +193,18 @@ def export_and_validate(
         "languages": ["en"],
         "thresholds": {"en": round(threshold, 6)},
         "threshold_rule": "TPR 90% on Switchboard val END points (all words visible)",
-        "architecture": {"type": "gpt2", **mcfg.to_dict(),
-                         "parameters": sum(p.numel() for p in scorer.parameters())},
+        "architecture": {
+            "type": "gpt2",
+            **mcfg.to_dict(),
+            "parameters": sum(p.numel() for p in scorer.parameters()),
+        },
         "quantisation": "onnxruntime dynamic int8 (per-channel QInt8 weights, MatMul/Gemm)",
         "metrics": metrics,
     }
     (out / "config.json").write_text(json.dumps(config, indent=1))
-    sums = write_assets(out, onnx_path=int8, tokenizer_path=tokenizer_path, config=config,
-                        card=model_card(config))
+    sums = write_assets(
+        out, onnx_path=int8, tokenizer_path=tokenizer_path, config=config, card=model_card(config)
+    )
     logger.info("assets written to %s: %s", out, sums)
     if install:
         for name in (*ASSET_FILES, "MODEL_CARD.md", "sha256.json"):

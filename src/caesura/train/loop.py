@@ -40,7 +40,7 @@ class TrainConfig:
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC (Mann–Whitney, ties counted half)."""
+    """ROC-AUC (Mann-Whitney, ties counted half)."""
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
@@ -70,24 +70,27 @@ def score_contexts(
     res = np.empty(len(ids), dtype=np.float32)
     for s in range(0, len(ids), batch):
         idx = order[s : s + batch]
-        T = max(len(ids[i]) for i in idx)
-        x = torch.zeros((len(idx), T), dtype=torch.long)
-        m = torch.zeros((len(idx), T), dtype=torch.long)
+        width = max(len(ids[i]) for i in idx)
+        x = torch.zeros((len(idx), width), dtype=torch.long)
+        m = torch.zeros((len(idx), width), dtype=torch.long)
         for r, i in enumerate(idx):
             seq = ids[i]
-            x[r, T - len(seq) :] = torch.tensor(seq)
-            m[r, T - len(seq) :] = 1
-        res[idx] = scorer(x, m).numpy()
+            x[r, width - len(seq) :] = torch.tensor(seq)
+            m[r, width - len(seq) :] = 1
+        dev = next(scorer.parameters()).device
+        res[idx] = scorer(x.to(dev), m.to(dev)).cpu().numpy()
     out.append(res)
     return res
 
 
 class _Sampler:
-    def __init__(self, streams: Sequence[np.ndarray], weights: Sequence[float], L: int, seed: int):
+    def __init__(
+        self, streams: Sequence[np.ndarray], weights: Sequence[float], length: int, seed: int
+    ) -> None:
         self.streams = [torch.from_numpy(s.astype(np.int64)) for s in streams]
         w = np.asarray(weights, dtype=np.float64)
         self.weights = w / w.sum()
-        self.L = L
+        self.length = length
         self.rng = np.random.default_rng(seed)
 
     def batch(self, n: int) -> torch.Tensor:
@@ -95,8 +98,8 @@ class _Sampler:
         rows = []
         for k in src:
             s = self.streams[k]
-            o = int(self.rng.integers(0, len(s) - self.L - 1))
-            rows.append(s[o : o + self.L + 1])
+            o = int(self.rng.integers(0, len(s) - self.length - 1))
+            rows.append(s[o : o + self.length + 1])
         return torch.stack(rows)
 
 
@@ -121,14 +124,19 @@ def train(
     for t, i in vocab.items():
         if t.startswith("Ġ") or i == eot:
             boundary[i] = True
-    lm = build_model(mcfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    lm = build_model(mcfg).to(device)
+    boundary = boundary.to(device)
     n_params = sum(p.numel() for p in lm.parameters())
-    logger.info("model %s: %.2f M parameters", mcfg, n_params / 1e6)
+    logger.info("model %s: %.2f M parameters on %s", mcfg, n_params / 1e6, device)
     scorer = EotScorer(lm, eot)
     decay = [p for n, p in lm.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in lm.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": tcfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=tcfg.lr,
         betas=(0.9, 0.98),
     )
@@ -158,11 +166,22 @@ def train(
             metrics[f"{k}_auc"] = auc(v.labels, p)
         lm.train()
         elapsed = (time.time() - t_start) / 60
-        rec = {"step": step, "minutes": round(elapsed, 2), "tokens": step * tcfg.batch * mcfg.context,
-               "loss_ema": ema, **metrics, "eval_s": round(time.time() - t0, 1)}
+        rec = {
+            "step": step,
+            "minutes": round(elapsed, 2),
+            "tokens": step * tcfg.batch * mcfg.context,
+            "loss_ema": ema,
+            **metrics,
+            "eval_s": round(time.time() - t0, 1),
+        }
         history.append(rec)
         logger.info("eval %s", json.dumps(rec))
-        ckpt = {"model": lm.state_dict(), "model_config": mcfg.to_dict(), "step": step, "metrics": rec}
+        ckpt = {
+            "model": {k: v.cpu() for k, v in lm.state_dict().items()},
+            "model_config": mcfg.to_dict(),
+            "step": step,
+            "metrics": rec,
+        }
         torch.save(ckpt, out / "last.pt")
         key = metrics.get("sb_val_auc", -step)
         if key > best:
@@ -182,12 +201,16 @@ def train(
         if step < tcfg.warmup:
             lr = tcfg.lr * (step + 1) / tcfg.warmup
         else:
-            lr = tcfg.lr * (tcfg.min_lr_frac + (1 - tcfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+            lr = tcfg.lr * (
+                tcfg.min_lr_frac
+                + (1 - tcfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            )
         for g in opt.param_groups:
             g["lr"] = lr
-        xy = sampler.batch(tcfg.batch)
-        loss, lm_part, bce = lm_loss(lm, xy[:, :-1], xy[:, 1:], eot_id=eot, boundary=boundary,
-                                     eot_weight=tcfg.eot_weight)
+        xy = sampler.batch(tcfg.batch).to(device)
+        loss, lm_part, bce = lm_loss(
+            lm, xy[:, :-1], xy[:, 1:], eot_id=eot, boundary=boundary, eot_weight=tcfg.eot_weight
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
@@ -197,8 +220,16 @@ def train(
         ema = v if ema is None else 0.98 * ema + 0.02 * v
         if step % 50 == 0:
             tps = step * tcfg.batch * mcfg.context / (time.time() - t_start)
-            logger.info("step %d lr %.2e loss %.3f (lm %.3f eot %.3f) ema %.3f %.0f tok/s",
-                        step, lr, v, float(lm_part), float(bce), ema, tps)
+            logger.info(
+                "step %d lr %.2e loss %.3f (lm %.3f eot %.3f) ema %.3f %.0f tok/s",
+                step,
+                lr,
+                v,
+                float(lm_part),
+                float(bce),
+                ema,
+                tps,
+            )
         if time.time() - last_eval > tcfg.eval_every_minutes * 60:
             evaluate()
     evaluate(final=True)

@@ -63,7 +63,7 @@ class EotScorer(nn.Module):
         mask = attention_mask.to(torch.long)
         pos = (torch.cumsum(mask, dim=1) - 1).clamp(min=0)
         h = self.lm.transformer(
-            input_ids=input_ids, attention_mask=mask, position_ids=pos
+            input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=False
         ).last_hidden_state[:, -1, :]
         logits = self.lm.lm_head(h)
         return torch.softmax(logits.float(), dim=-1)[:, self.eot_id]
@@ -79,7 +79,7 @@ def lm_loss(
     pad_id: int = 0,
     eot_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Next-token cross-entropy + ``eot_weight`` × binary CE of P(eot) at word boundaries.
+    """Next-token cross-entropy + ``eot_weight`` x binary CE of P(eot) at word boundaries.
 
     ``boundary`` is a bool lookup table over the vocabulary: targets that start a new word
     (or are ``<|eot|>``) mark the positions where "is the turn over?" is the real question.

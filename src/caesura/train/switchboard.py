@@ -12,7 +12,7 @@ This is the single place where the eot-bench style decision points are defined (
 * The remaining IPUs, sorted by start time, are merged into turns (consecutive IPUs of the
   same speaker form one turn).
 * END: the gap after a turn's last word when the next turn starts at or after that word's
-  end (overlapped hand-overs are left out). HOLD: a pause of ``HOLD_MIN``–``HOLD_MAX`` s
+  end (overlapped hand-overs are left out). HOLD: a pause of ``HOLD_MIN``-``HOLD_MAX`` s
   between consecutive words of one turn.
 """
 
@@ -43,9 +43,45 @@ HOLD_MAX = 5.0
 BACKCHANNEL_MAX_WORDS = 3
 
 BACKCHANNELS = frozenset(
-    """uh-huh um-hum mhm mm-hmm mm-hm hm hmm hum huh uh-hum hum-um huh-uh uh um mm ah oh
-    yeah yep yes yea right okay ok sure really wow true exactly absolutely definitely
-    gosh golly no nope alright all""".split()
+    [
+        "uh-huh",
+        "um-hum",
+        "mhm",
+        "mm-hmm",
+        "mm-hm",
+        "hm",
+        "hmm",
+        "hum",
+        "huh",
+        "uh-hum",
+        "hum-um",
+        "huh-uh",
+        "uh",
+        "um",
+        "mm",
+        "ah",
+        "oh",
+        "yeah",
+        "yep",
+        "yes",
+        "yea",
+        "right",
+        "okay",
+        "ok",
+        "sure",
+        "really",
+        "wow",
+        "true",
+        "exactly",
+        "absolutely",
+        "definitely",
+        "gosh",
+        "golly",
+        "no",
+        "nope",
+        "alright",
+        "all",
+    ]
 )
 
 _BRACKET_ALT = re.compile(r"\[[^\]/]*/([^\]]*)\]")  # [bocket/bucket] -> bucket
@@ -185,7 +221,7 @@ def conversation_turns(conv: Conversation) -> list[Turn]:
 
 
 def decision_points(conv: Conversation, turns: Sequence[Turn] | None = None) -> list[Pause]:
-    """Every HOLD (0.2–5 s pause inside a turn) and END (non-overlapped hand-over) point."""
+    """Every HOLD (0.2-5 s pause inside a turn) and END (non-overlapped hand-over) point."""
     turns = conversation_turns(conv) if turns is None else turns
     out: list[Pause] = []
     for ti, turn in enumerate(turns):
@@ -193,10 +229,14 @@ def decision_points(conv: Conversation, turns: Sequence[Turn] | None = None) -> 
         for wi in range(len(ws) - 1):
             gap = ws[wi + 1].start - ws[wi].end
             if HOLD_MIN <= gap <= HOLD_MAX:
-                out.append(Pause(conv.conv, "HOLD", turn.speaker, ti, wi, ws[wi].end, ws[wi + 1].start))
+                out.append(
+                    Pause(conv.conv, "HOLD", turn.speaker, ti, wi, ws[wi].end, ws[wi + 1].start)
+                )
         if ti + 1 < len(turns) and turns[ti + 1].start >= turn.end:
             out.append(
-                Pause(conv.conv, "END", turn.speaker, ti, len(ws) - 1, turn.end, turns[ti + 1].start)
+                Pause(
+                    conv.conv, "END", turn.speaker, ti, len(ws) - 1, turn.end, turns[ti + 1].start
+                )
             )
     return out
 

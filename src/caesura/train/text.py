@@ -8,11 +8,29 @@ import re
 
 __all__ = ["int_to_words", "stt_style", "words_to_digits"]
 
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _VALUE = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if i >= 2}
 
 
@@ -55,7 +73,12 @@ def words_to_digits(text: str) -> str:
     for w in text.split():
         if w in _VALUE or (w in ("hundred", "thousand") and run):
             # "twenty five" is one number, "five five" is two
-            if run and w in _VALUE and run[-1] in _VALUE and (_VALUE[run[-1]] < 20 or _VALUE[w] >= 10):
+            if (
+                run
+                and w in _VALUE
+                and run[-1] in _VALUE
+                and (_VALUE[run[-1]] < 20 or _VALUE[w] >= 10)
+            ):
                 flush()
             run.append(w)
         else:
@@ -73,7 +96,7 @@ _KEEP = re.compile(r"[^a-z0-9' \-]")
 def _num_words(m: re.Match[str]) -> str:
     s = m.group(0)
     n = int(s)
-    if len(s) > 1 and s.startswith("0") or n >= 1_000_000:
+    if (len(s) > 1 and s.startswith("0")) or n >= 1_000_000:
         return " ".join(_ONES[int(c)] for c in s)
     return int_to_words(n)
 

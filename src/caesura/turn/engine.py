@@ -777,8 +777,14 @@ class TurnEngine:
     def _refresh_adaptation(self) -> None:
         o = self._opts
         if o.adapt_min_delay and self._user_pauses:
-            surv = self._base_survival.personalized(list(self._user_pauses), o.adapt_prior_pauses)
-            ratio = surv.quantile(0.5) / max(self._base_survival.quantile(0.5), 1e-3)
+            # pauses shorter than the hangover are never observed: compare like with like
+            m = o.min_silence_ms / 1000.0
+            surv = self._base_survival.personalized(
+                list(self._user_pauses), o.adapt_prior_pauses, observed_from_s=m
+            )
+            ratio = surv.quantile(0.5, given_s=m) / max(
+                self._base_survival.quantile(0.5, given_s=m), 1e-3
+            )
             ratio = min(max(ratio, 1.0 / o.adapt_max_factor), o.adapt_max_factor)
             self._survival = surv
             self._min_delay_ms = min(o.min_delay_ms * ratio, o.max_delay_ms)

@@ -94,31 +94,40 @@ class PauseSurvival:
         f = x - i
         return float(self._hold[i] * (1.0 - f) + self._hold[i + 1] * f)
 
-    def quantile(self, q: float) -> float:
-        """Seconds ``t`` such that a fraction ``q`` of mid-turn pauses is shorter than ``t``."""
+    def quantile(self, q: float, *, given_s: float = 0.0) -> float:
+        """Seconds ``t`` such that a fraction ``q`` of mid-turn pauses is shorter than ``t``;
+        with ``given_s``, among the pauses that last at least ``given_s``."""
         if not 0.0 < q < 1.0:
             raise InvalidOptionError(f"q must be in (0, 1), got {q!r}")
-        target = 1.0 - q
+        target = (1.0 - q) * self.hold(given_s)
         idx = int(np.searchsorted(-self._hold, -target, side="left"))
-        return min(idx, self._hold.size - 1) * self.step_s
+        return max(min(idx, self._hold.size - 1) * self.step_s, given_s)
 
-    def personalized(self, pauses_s: Sequence[float], prior_weight: float) -> PauseSurvival:
+    def personalized(
+        self, pauses_s: Sequence[float], prior_weight: float, *, observed_from_s: float = 0.0
+    ) -> PauseSurvival:
         """Blend this curve with a user's observed mid-turn pauses (seconds).
 
         The result is the survival of a mixture: ``prior_weight`` pseudo-pauses drawn from
         this curve plus the observed ones, i.e. a Bayesian estimate that moves towards the
-        user's own habit as evidence accumulates.
+        user's own habit as evidence accumulates. ``observed_from_s``: the shortest pause
+        that could have been observed (the VAD's hangover); the blend then applies to pauses
+        at least that long, and the curve below it is kept.
         """
         if prior_weight < 0 or not math.isfinite(prior_weight):
             raise InvalidOptionError(f"prior_weight must be >= 0, got {prior_weight!r}")
-        obs = np.asarray([float(p) for p in pauses_s if p > 0], dtype=np.float64)
+        m = max(0.0, float(observed_from_s))
+        obs = np.asarray([float(p) for p in pauses_s if p >= m and p > 0], dtype=np.float64)
         if obs.size == 0:
             return self
         grid = np.arange(self._hold.size) * self.step_s
+        s_m = self.hold(m)
         below = np.searchsorted(np.sort(obs), grid - 1e-9, side="left")
         emp = 1.0 - below / obs.size
-        mixed = (prior_weight * self._hold + obs.size * emp) / (prior_weight + obs.size)
-        return PauseSurvival(self.step_s, np.minimum.accumulate(np.clip(mixed, 0.0, 1.0)))
+        cond = np.minimum(self._hold / s_m, 1.0)
+        mixed = s_m * (prior_weight * cond + obs.size * emp) / (prior_weight + obs.size)
+        out = np.where(grid < m, self._hold, mixed)
+        return PauseSurvival(self.step_s, np.minimum.accumulate(np.clip(out, 0.0, 1.0)))
 
 
 @lru_cache(maxsize=1)

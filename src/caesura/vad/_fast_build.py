@@ -13,11 +13,22 @@ cell (128 -> 128) whose (h, c) is the stream state; ReLU, 1x1 convolution, sigmo
 The original graph wraps this in nested ``If`` nodes (sample rate, batch size, empty state)
 and shape arithmetic that onnxruntime re-evaluates on every call; the compact graph keeps only
 the arithmetic, with the same weights, and takes a whole block of T window steps for B
-streams at once: the front end runs as one batch of T*B windows -- the STFT as one MatMul
-over hop-sized blocks (frame t = block t and block t+1), the magnitude as ``ReduceL2``, each
-3-tap convolution over the 4 (then 2, 1) frames as one Gemm with a block-Toeplitz matrix --
-and the LSTM as one ``LSTM`` node over the T steps with per-stream ``sequence_lens``. Every
-operation is a GEMM over rows, so onnxruntime computes each row independently of the batch.
+streams at once. The front end runs as one batch of T*B windows:
+
+* STFT: the padded window is cut into 5 hop-sized blocks; frame t is blocks t and t + 1 side by
+  side (two Slices and a Concat), and one MatMul with the basis gives all 4 frames;
+* magnitude: ``ReduceL2`` over (real, imaginary);
+* first convolution (129 -> 128, 3 taps, the largest layer): one Gemm of every frame with the
+  three taps side by side (``[129, 3*128]``, the weights once, not once per frame), then a
+  constant 0/1 MatMul that adds tap k of frame t + k - 1 into output frame t (exact: it only
+  adds values, in a fixed order, to zeros);
+* the small strided convolutions over 4 -> 2 -> 1 frames: one Gemm each with a block-Toeplitz
+  matrix (taps on the zero padding are simply absent);
+
+then the LSTM as one ``LSTM`` node over the T steps with per-stream ``sequence_lens``, and the
+output layer as one Gemm + Sigmoid over all T*B rows. Every operation works row by row (a GEMM
+over rows or an elementwise op), so onnxruntime computes each row independently of the batch
+and of T: batched and chunked runs are bit-identical to one window at a time.
 """
 
 from __future__ import annotations
@@ -94,11 +105,32 @@ def _toeplitz(w: np.ndarray, b: np.ndarray, t_in: int, stride: int) -> tuple[Any
     return mat, np.tile(b, t_out).astype(np.float32), t_out
 
 
+def _conv_taps(w: np.ndarray, b: np.ndarray, t_in: int) -> tuple[Any, Any, Any]:
+    """A 3-tap, pad-1, stride-1 convolution as a Gemm over frames plus a 0/1 combining matrix.
+
+    ``w`` [out, in, 3]. Returns the Gemm weight ``[in, 3 * out]`` (tap k in columns
+    ``k*out:(k+1)*out``), its bias (the convolution bias on the middle tap only: every output
+    frame gets exactly one middle tap) and ``S`` ``[t_out, 3 * t_in]``: output frame t is the
+    sum of row ``3 * ti + k`` of the Gemm output (frame ti, tap k) over ``ti = t + k - 1``.
+    """
+    c_out = w.shape[0]
+    mat = np.concatenate([w[:, :, k].T for k in range(3)], axis=1).astype(np.float32)
+    zeros = np.zeros(c_out, dtype=np.float32)
+    bias = np.concatenate([zeros, b.astype(np.float32), zeros])
+    comb = np.zeros((t_in, 3 * t_in), dtype=np.float32)
+    for to in range(t_in):
+        for k in range(3):
+            ti = to + k - 1
+            if 0 <= ti < t_in:
+                comb[to, 3 * ti + k] = 1.0
+    return mat.copy(), bias, comb
+
+
 def build(rate: int, weights: dict[str, np.ndarray]) -> Any:
     """The compact graph for one rate as an ``onnx.ModelProto``.
 
     Inputs: ``input`` [T*B, L] (step-major: row t*B + b), ``seq_shape`` int64 [3] = [T, B, 128],
-    ``h`` / ``c`` [1, B, 128], ``lengths`` int32 [B]. Outputs: ``output`` [T, 1, B, 1],
+    ``h`` / ``c`` [1, B, 128], ``lengths`` int32 [B]. Outputs: ``output`` [T*B, 1],
     ``h_n`` / ``c_n`` [1, B, 128] (the state after each stream's last valid step).
     """
     import onnx  # noqa: PLC0415
@@ -110,39 +142,54 @@ def build(rate: int, weights: dict[str, np.ndarray]) -> Any:
     basis = weights["stft.forward_basis_buffer"][:, 0, :].astype(np.float32)  # [2F, fft]
     bins = basis.shape[0] // 2
     frames = blocks - 1
+    assert fft == 2 * hop
     wi, ri, bias = _lstm_weights(weights)
+    w0, b0, comb0 = _conv_taps(
+        weights["encoder.0.reparam_conv.weight"].astype(np.float32),
+        weights["encoder.0.reparam_conv.bias"].astype(np.float32),
+        frames,
+    )
+    c0 = w0.shape[1] // 3
     inits: dict[str, np.ndarray] = {
         "pads": np.array([0, 0, 0, pad], dtype=np.int64),
         "blocks": np.array([-1, blocks, hop], dtype=np.int64),
-        # frame t = block t @ basis[:, :hop].T + block t+1 @ basis[:, hop:].T
-        "basis2": np.concatenate([basis[:, :hop].T, basis[:, hop:].T], axis=1).copy(),
-        "a_start": np.array([0, 0], dtype=np.int64),
-        "a_end": np.array([frames, 2 * bins], dtype=np.int64),
-        "b_start": np.array([1, 2 * bins], dtype=np.int64),
-        "b_end": np.array([blocks, 4 * bins], dtype=np.int64),
-        "axes12": np.array([1, 2], dtype=np.int64),
+        "one": np.array([1], dtype=np.int64),
+        "frames": np.array([frames], dtype=np.int64),
+        "nblocks": np.array([blocks], dtype=np.int64),
+        "zero": np.array([0], dtype=np.int64),
+        "basis_t": basis.T.copy(),  # [fft, 2F]
         "reim": np.array([-1, frames, 2, bins], dtype=np.int64),
-        "flat": np.array([-1, frames * bins], dtype=np.int64),
+        "bins_rows": np.array([-1, bins], dtype=np.int64),
+        "enc0_w": w0,
+        "enc0_b": b0,
+        "enc0_taps": np.array([-1, 3 * frames, c0], dtype=np.int64),
+        "enc0_comb": comb0,
+        "rows128": np.array([-1, 128], dtype=np.int64),
         "w_ih": wi.astype(np.float32),
         "w_hh": ri.astype(np.float32),
         "b_lstm": bias.astype(np.float32),
         "w_out": weights["decoder.decoder.2.weight"].reshape(1, 128).T.astype(np.float32).copy(),
         "b_out": weights["decoder.decoder.2.bias"].astype(np.float32),
     }
-    assert fft == 2 * hop
     nodes = [
         helper.make_node("Pad", ["input", "pads"], ["x_pad"], mode="reflect"),  # [N, L + pad]
         helper.make_node("Reshape", ["x_pad", "blocks"], ["x_blocks"]),  # [N, 5, hop]
-        helper.make_node("MatMul", ["x_blocks", "basis2"], ["half"]),  # [N, 5, 4F]
-        helper.make_node("Slice", ["half", "a_start", "a_end", "axes12"], ["half_a"]),
-        helper.make_node("Slice", ["half", "b_start", "b_end", "axes12"], ["half_b"]),
-        helper.make_node("Add", ["half_a", "half_b"], ["spec"]),  # [N, 4, 2F]
+        helper.make_node("Slice", ["x_blocks", "zero", "frames", "one"], ["first"]),
+        helper.make_node("Slice", ["x_blocks", "one", "nblocks", "one"], ["second"]),
+        helper.make_node("Concat", ["first", "second"], ["x_frames"], axis=2),  # [N, 4, fft]
+        helper.make_node("MatMul", ["x_frames", "basis_t"], ["spec"]),  # [N, 4, 2F]
         helper.make_node("Reshape", ["spec", "reim"], ["spec4"]),  # [N, 4, 2, F]
         helper.make_node("ReduceL2", ["spec4"], ["mag"], axes=[2], keepdims=0),  # [N, 4, F]
-        helper.make_node("Reshape", ["mag", "flat"], ["enc_in"]),  # [N, 4F] time-major
+        helper.make_node("Reshape", ["mag", "bins_rows"], ["mag_rows"]),  # [N*4, F]
+        helper.make_node("Gemm", ["mag_rows", "enc0_w", "enc0_b"], ["enc0_y"]),  # [N*4, 3*128]
+        helper.make_node("Reshape", ["enc0_y", "enc0_taps"], ["enc0_t"]),  # [N, 12, 128]
+        helper.make_node("MatMul", ["enc0_comb", "enc0_t"], ["enc0"]),  # [N, 4, 128]
+        helper.make_node("Relu", ["enc0"], ["enc0_relu"]),
     ]
-    prev, t_in = "enc_in", frames
-    for i, stride in enumerate((1, 2, 2, 1)):
+    inits["enc0_flat"] = np.array([-1, frames * c0], dtype=np.int64)
+    nodes.append(helper.make_node("Reshape", ["enc0_relu", "enc0_flat"], ["enc0_rows"]))
+    prev, t_in = "enc0_rows", frames
+    for i, stride in ((1, 2), (2, 2), (3, 1)):
         mat, b, t_in = _toeplitz(
             weights[f"encoder.{i}.reparam_conv.weight"].astype(np.float32),
             weights[f"encoder.{i}.reparam_conv.bias"].astype(np.float32),
@@ -165,9 +212,9 @@ def build(rate: int, weights: dict[str, np.ndarray]) -> Any:
             hidden_size=128,
         ),  # y [T, 1, B, 128]
         helper.make_node("Relu", ["y"], ["y_relu"]),
-        helper.make_node("MatMul", ["y_relu", "w_out"], ["logit0"]),
-        helper.make_node("Add", ["logit0", "b_out"], ["logit"]),
-        helper.make_node("Sigmoid", ["logit"], ["output"]),  # [T, 1, B, 1]
+        helper.make_node("Reshape", ["y_relu", "rows128"], ["y_rows"]),  # [T*B, 128]
+        helper.make_node("Gemm", ["y_rows", "w_out", "b_out"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["output"]),  # [T*B, 1]
     ]
     graph = helper.make_graph(
         nodes,
@@ -180,7 +227,7 @@ def build(rate: int, weights: dict[str, np.ndarray]) -> Any:
             helper.make_tensor_value_info("lengths", TensorProto.INT32, ["B"]),
         ],
         [
-            helper.make_tensor_value_info("output", TensorProto.FLOAT, ["T", 1, "B", 1]),
+            helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1]),
             helper.make_tensor_value_info("h_n", TensorProto.FLOAT, [1, "B", 128]),
             helper.make_tensor_value_info("c_n", TensorProto.FLOAT, [1, "B", 128]),
         ],

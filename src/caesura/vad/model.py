@@ -21,6 +21,14 @@ Two backends compute the same function: ``"onnx"`` runs Silero's own ``silero_va
 unchanged (the ground truth) and ``"fast"`` runs a compact graph generated from the same weights
 (``caesura/vad/_fast_build.py``) -- within 1e-4 of the reference, several times faster, and
 batching whole window sequences into one onnxruntime call.
+
+Hot paths (fast backend): a stream with one ready window (``process`` in real time, or a batch
+of one) runs through its own preallocated onnxruntime IOBinding
+(:class:`caesura.vad._fast.SingleStepper`: no per-call allocation or input conversion); a batch
+where every stream has one window ready is gathered with one concatenation and scattered back
+as views, with no per-stream array work beyond slicing. Other shapes take the general path
+(window sequences of different lengths in one call). All paths run the same graph and kernels,
+so their results are bit-identical.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import logging
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -48,7 +57,7 @@ from caesura.errors import (
 )
 
 if TYPE_CHECKING:
-    from caesura.vad._fast import FastBackend
+    from caesura.vad._fast import FastBackend, SingleStepper
 
 __all__ = [
     "BUNDLED_MODEL_SHA256",
@@ -457,47 +466,97 @@ class SileroVAD:
         with nothing ready gets an empty array. Each stream's :attr:`VADStream.last_windows`
         holds the audio of the windows just scored.
         """
-        seen: set[int] = set()
-        by_rate: dict[int, list[int]] = {}
-        for i, s in enumerate(streams):
-            if not isinstance(s, VADStream):
+        n = len(streams)
+        for s in streams:
+            if type(s) is not VADStream and not isinstance(s, VADStream):
                 raise InvalidOptionError(f"infer_ready takes VADStream objects, got {type(s)}")
             if s._model is not self:
                 raise InvalidOptionError("infer_ready got a stream created by another model")
             if s._closed:
                 raise InvalidOptionError("infer_ready got a closed VADStream")
-            key = id(s)
-            if key in seen:
-                raise InvalidOptionError("infer_ready got the same stream twice")
-            seen.add(key)
-            if len(s._buf) >= s._ready_len:
-                by_rate.setdefault(s.model_rate, []).append(i)
-        results: list[Float32Array] = [_EMPTY] * len(streams)
-        for rate, idx in by_rate.items():
-            probs = self._run_streams([streams[i] for i in idx], rate)
+        if len({id(s) for s in streams}) != n:
+            raise InvalidOptionError("infer_ready got the same stream twice")
+        results: list[Float32Array] = [_EMPTY] * n
+        ready = [i for i, s in enumerate(streams) if len(s._buf) >= s._ready_len]
+        if not ready:
+            return results
+        rate = streams[ready[0]].model_rate
+        if len(ready) == 1:
+            i = ready[0]
+            results[i] = self._run_one(streams[i])
+            return results
+        if any(streams[i].model_rate != rate for i in ready):
+            by_rate: dict[int, list[int]] = {}
+            for i in ready:
+                by_rate.setdefault(streams[i].model_rate, []).append(i)
+            groups = list(by_rate.items())
+        else:
+            groups = [(rate, ready)]
+        for group_rate, idx in groups:
+            group = [streams[i] for i in idx]
+            probs = (
+                [self._run_one(group[0])] if len(group) == 1 else self._run_batch(group, group_rate)
+            )
             for i, p in zip(idx, probs, strict=True):
                 results[i] = p
         return results
 
-    def _run_streams(self, group: list[VADStream], rate: int) -> list[Float32Array]:
-        if len(group) == 1:  # the single-stream path (process / flush): no gathering
-            stream = group[0]
-            inputs = stream._take_windows()
-            k = inputs.shape[0]
-            x = inputs.reshape(1, 1, inputs.shape[1]) if k == 1 else inputs.copy()[:, None, :]
-            lengths = _ONE if k == 1 else np.array([k], dtype=np.int64)
-            probs, new_state = self._backend.run(x, stream._state, lengths, rate)
-            stream._commit(new_state, inputs)
-            return [probs[:, 0].copy()]
+    def _run_one(self, stream: VADStream) -> Float32Array:
+        """Every ready window of one stream (``process`` / ``flush`` / a batch of one)."""
+        inputs = stream._take_windows()
+        k = inputs.shape[0]
+        if k == 1:
+            stepper = stream._stepper
+            if stepper is None:
+                stepper = stream._stepper = self._new_stepper(stream)
+            if stepper:  # the fast backend's per-stream IOBinding path
+                if stream._state is not stepper.state:
+                    stepper.load(stream._state)
+                probs = stepper.step(inputs[0])
+                stream._commit(stepper.state, inputs)
+                return probs
+            x = inputs.reshape(1, 1, inputs.shape[1])
+            lengths = _ONE
+        else:
+            x = inputs.copy()[:, None, :]
+            lengths = np.array([k], dtype=np.int64)
+        all_probs, new_state = self._backend.run(x, stream._state, lengths, stream.model_rate)
+        stream._commit(new_state, inputs)
+        return all_probs[:, 0].copy()
+
+    def _new_stepper(self, stream: VADStream) -> SingleStepper | Literal[False]:
+        backend = self._backend
+        if isinstance(backend, ReferenceBackend):
+            return False
+        stepper = backend.stepper(stream.model_rate, stream._ready_len)
+        return False if stepper is None else stepper
+
+    def _run_batch(self, group: list[VADStream], rate: int) -> list[Float32Array]:
+        """Every ready window of several streams at one rate, as one backend call."""
+        width = group[0]._ready_len
+        bufs = [s._buf for s in group]
+        batch = len(group)
+        if all(len(b) < width + group[0].window_size for b in bufs):  # one window each
+            x = np.concatenate([b[:width] for b in bufs]).reshape(batch, width)
+            state = np.concatenate([s._state for s in group], axis=1)
+            probs, new_state = self._backend.run(x[None], state, _ones(batch), rate)
+            win = group[0].window_size
+            # per-stream views: probabilities [1], model inputs [1, L], state [2, 1, 128]
+            prob_rows = list(probs.reshape(batch, 1))
+            input_rows = list(x.reshape(batch, 1, width))
+            state_rows = list(new_state.reshape(2, batch, 1, STATE_SIZE).transpose(1, 0, 2, 3))
+            for s, buf, inp, st in zip(group, bufs, input_rows, state_rows, strict=True):
+                s._state = st
+                s._last_inputs = inp
+                s._buf = buf[win:]
+                s._windows_processed += 1
+            return prob_rows
         windows = [s._take_windows() for s in group]
         lengths = np.array([w.shape[0] for w in windows], dtype=np.int64)
         steps = int(lengths.max())
-        if steps == 1:
-            x = np.stack(windows, axis=1)
-        else:
-            x = np.zeros((steps, len(group), windows[0].shape[1]), dtype=np.float32)
-            for b, w in enumerate(windows):
-                x[: w.shape[0], b] = w
+        x = np.zeros((steps, batch, width), dtype=np.float32)
+        for b, w in enumerate(windows):
+            x[: w.shape[0], b] = w
         state = np.concatenate([s._state for s in group], axis=1)
         probs, new_state = self._backend.run(x, state, lengths, rate)
         per_stream = probs.T.copy()  # [B, T]: each stream's values contiguous
@@ -560,10 +619,31 @@ class SileroVAD:
         return 16000
 
 
+#: ``feed`` takes a contiguous float32 chunk of at most this many samples as it is when its dot
+#: product with :data:`_FINITE_PROBE` is finite: NaN and inf propagate, and finite samples
+#: (<= 3.4e38) scaled by 1e-20 cannot overflow the sum. Anything else -- other dtypes, longer
+#: chunks (keeping BLAS single-threaded), bad samples -- goes through validate_audio, whose
+#: checks and error messages are the reference.
+_QUICK_CHECK_MAX = 8192
+_FINITE_PROBE: Float32Array = np.full(_QUICK_CHECK_MAX, 1e-20, dtype=np.float32)
+_FINITE_PROBE.setflags(write=False)
+_F32 = np.dtype(np.float32)
 _EMPTY: Float32Array = np.zeros(0, dtype=np.float32)
 _EMPTY.setflags(write=False)
 _ONE = np.ones(1, dtype=np.int64)
 _ONE.setflags(write=False)
+_ONES: dict[int, npt.NDArray[np.int64]] = {}
+
+
+def _ones(batch: int) -> npt.NDArray[np.int64]:
+    """``np.ones(batch, int64)``, cached (read-only) for the batch sizes in use."""
+    ones = _ONES.get(batch)
+    if ones is None:
+        ones = np.ones(batch, dtype=np.int64)
+        ones.setflags(write=False)
+        if len(_ONES) < 1024:
+            _ONES[batch] = ones
+    return ones
 
 
 def _validate_model_rates(sample_rates: Sequence[int]) -> tuple[int, ...]:
@@ -615,6 +695,9 @@ class VADStream:
             else None
         )
         self._closed = False
+        # the fast backend's per-stream single-window runner (created on first use; False
+        # when the backend has none)
+        self._stepper: SingleStepper | Literal[False] | None = None
         self.reset()
 
     # ---- state -----------------------------------------------------------------------------
@@ -636,6 +719,7 @@ class VADStream:
         self._closed = True
         self._buf = np.zeros(self.context_size, dtype=np.float32)
         self._resampler = None
+        self._stepper = None
 
     @property
     def closed(self) -> bool:
@@ -691,13 +775,24 @@ class VADStream:
 
     def feed(self, chunk: npt.NDArray[Any]) -> int:
         """Buffer a chunk (no inference); return the number of complete windows now ready."""
-        self._check_open()
-        x = validate_audio(chunk, name="chunk")
+        if self._closed:
+            raise InvalidOptionError("this VADStream is closed")
+        if (
+            type(chunk) is np.ndarray
+            and chunk.dtype is _F32
+            and chunk.ndim == 1
+            and chunk.flags.c_contiguous
+            and chunk.size <= _QUICK_CHECK_MAX
+            and math.isfinite(chunk.dot(_FINITE_PROBE[: chunk.size]))
+        ):
+            x: Float32Array = chunk
+        else:
+            x = validate_audio(chunk, name="chunk")
         if self._resampler is not None:
             x = self._resampler.process(x)
         if x.size:
             self._buf = np.concatenate((self._buf, x))
-        return self.pending_windows
+        return (len(self._buf) - self.context_size) // self.window_size
 
     @overload
     def process(
@@ -749,7 +844,7 @@ class VADStream:
         if len(self._buf) < self._ready_len:
             self._last_inputs = np.zeros((0, self._ready_len), dtype=np.float32)
             return _EMPTY.copy()
-        return self._model._run_streams([self], self.model_rate)[0]
+        return self._model._run_one(self)
 
     # ---- used by SileroVAD -----------------------------------------------------------------
 

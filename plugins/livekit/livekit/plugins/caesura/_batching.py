@@ -32,7 +32,7 @@ from caesura.vad import VADStream as CoreStream
 
 from .log import logger
 
-__all__ = ["BatchResult", "BatchWorker", "worker_for"]
+__all__ = ["MAX_BATCH_DELAY", "BatchResult", "BatchWorker", "worker_for"]
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -57,12 +57,21 @@ class _Job:
     submitted: float = field(default_factory=time.perf_counter)
 
 
+#: Longest a chunk waits for chunks of other streams to join its batch (seconds). Streams of
+#: independent tracks deliver frames at unrelated phases; waiting a little lets one model call
+#: serve many of them. A batch runs at once when every attached stream has a chunk queued, so
+#: a lone stream never waits.
+MAX_BATCH_DELAY = 0.015
+
+
 class BatchWorker:
     """A daemon thread running batched inference for every stream of one :class:`SileroVAD`."""
 
-    def __init__(self, model: SileroVAD) -> None:
+    def __init__(self, model: SileroVAD, max_batch_delay: float = MAX_BATCH_DELAY) -> None:
         self._model = model
+        self.max_batch_delay = max_batch_delay
         self._cond = threading.Condition()
+        self._live: set[int] = set()  # id() of attached core streams (expected to submit)
         self._queue: list[_Job] = []
         self._in_flight: set[int] = set()  # id() of core streams in the running batch
         self._to_close: dict[int, CoreStream] = {}
@@ -84,9 +93,22 @@ class BatchWorker:
             self._cond.notify()
         return fut
 
+    def attach(self, stream: CoreStream) -> None:
+        """Count ``stream`` among those a batch may wait for."""
+        with self._cond:
+            self._live.add(id(stream))
+
+    def detach(self, stream: CoreStream) -> None:
+        """``stream`` will submit no more (its input ended); batches stop waiting for it."""
+        with self._cond:
+            self._live.discard(id(stream))
+            self._cond.notify()
+
     def release(self, stream: CoreStream) -> None:
         """Close ``stream`` now, or right after the batch it is part of, and drop its queue."""
         with self._cond:
+            self._live.discard(id(stream))
+            self._cond.notify()
             self._queue = [j for j in self._queue if j.stream is not stream]
             if id(stream) in self._in_flight:
                 self._to_close[id(stream)] = stream
@@ -99,6 +121,19 @@ class BatchWorker:
                 target=self._run, name="caesura-vad-inference", daemon=True
             )
             self._thread.start()
+
+    def _gather(self) -> None:
+        """Wait (lock held, released while waiting) until every attached stream has a chunk
+        queued or the oldest queued chunk has waited ``max_batch_delay``."""
+        deadline = self._queue[0].submitted + self.max_batch_delay
+        while True:
+            queued = {id(j.stream) for j in self._queue}
+            if self._live <= queued:
+                return
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _take_batch(self) -> list[_Job]:
         """At most one job per stream (a later chunk of the same stream waits its turn)."""
@@ -122,6 +157,7 @@ class BatchWorker:
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
+                self._gather()
                 batch = self._take_batch()
             try:
                 if batch:

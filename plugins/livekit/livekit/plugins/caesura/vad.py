@@ -373,6 +373,7 @@ class VADStream(vad.VADStream):
             self._core = self._core_model.stream(8000)
         else:
             self._core = self._core_model.stream(input_rate)
+        self._worker.attach(self._core)
         if self._core.model_rate != model_rate:  # pragma: no cover - guarded by load()
             raise InvalidOptionError(
                 f"model runs at {self._core.model_rate} Hz, expected {model_rate} Hz"
@@ -400,6 +401,13 @@ class VADStream(vad.VADStream):
 
     @utils.log_exceptions(logger=logger)
     async def _main_task(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._core is not None:
+                self._worker.detach(self._core)
+
+    async def _run(self) -> None:
         async for item in self._input_ch:
             if isinstance(item, self._FlushSentinel):
                 self._reset()
