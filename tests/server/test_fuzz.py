@@ -34,7 +34,7 @@ def header_wavs(draw: st.DrawFn) -> bytes:
     ch = draw(st.integers(0, 70))
     rate = draw(st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([8000, 16000, 44100])))
     bits = draw(st.sampled_from([0, 4, 8, 12, 16, 20, 24, 32, 64, 65535]))
-    block = draw(st.one_of(st.just(max(ch, 1) * max(bits, 8) // 8), st.integers(0, 65535)))
+    block = draw(st.one_of(st.just(max(ch, 1) * max(bits, 8) // 8 & 0xFFFF), st.integers(0, 65535)))
     byte_rate = draw(st.one_of(st.just(rate * block & 0xFFFFFFFF), st.integers(0, 2**32 - 1)))
     fmt_size = draw(st.sampled_from([14, 16, 18, 40, 0, 1000]))
     fmt = struct.pack("<HHIIHH", tag, ch, rate, byte_rate, block, bits)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
@@ -278,6 +279,7 @@ class TurnEngine:
         # scoring cache
         self._score_key: tuple[Any, ...] | None = None
         self._score_value: float | None = None
+        self._score_ms: float | None = None
         self._refresh_adaptation()
 
     # ================================================================== inputs
@@ -824,7 +826,9 @@ class TurnEngine:
                 else []
             )
             turns = [*ctx, {"role": "user", "content": text}]
+            t0 = time.perf_counter()
             p = self._predict(turns)
+            self._score_ms = (time.perf_counter() - t0) * 1000.0
             try:
                 value = float(p)
             except (TypeError, ValueError):
@@ -884,6 +888,7 @@ class TurnEngine:
                 reason=reason,
                 transcript=text,
                 language=self._language,
+                scorer_ms=self._score_ms if p is not None else None,
             )
         )
         if text:

@@ -113,6 +113,8 @@ class EndOfTurn(_Event):
     delay in force, ``reason`` why it fired: ``"semantic"`` (the fused probability passed the
     threshold), ``"silence"`` (no words/scorer: ``fallback_delay_ms`` of silence),
     ``"max_delay"`` (``max_delay_ms`` reached) or ``"flush"`` (end of input).
+    ``scorer_ms`` is the wall time the scorer took for these words (a metric for hosts such
+    as Pipecat; decisions never depend on wall time), ``None`` when nothing was scored.
     """
 
     turn_id: int
@@ -123,6 +125,7 @@ class EndOfTurn(_Event):
     reason: EndOfTurnReason
     transcript: str
     language: str | None = None
+    scorer_ms: float | None = None
     kind: Literal["end_of_turn"] = field(default="end_of_turn", init=False)
 
 
