@@ -90,7 +90,8 @@ def test_same_probability_as_the_core_model(detector):
     c.add_message(role="assistant", content=turns[0][1])
     c.add_message(role="user", content=turns[1][1])
     p = asyncio.run(detector.predict_end_of_turn(c))
-    assert p == pytest.approx(float(detector.core_model.predict(turns)), abs=1e-6)
+    core_turns = [{"role": role, "content": text} for role, text in turns]
+    assert p == pytest.approx(detector.core_model.predict(core_turns), abs=1e-6)
 
 
 def test_unknown_and_unsupported_languages_are_logged_once(caplog):

@@ -471,7 +471,9 @@ def test_user_model_file_and_metrics(speech_pcm, tmp_path):
     assert [e.type for e in speech_events(events)][:1] == [SOS]
     # LiveKit's base class reports VAD metrics about once per second of windows
     assert len(metrics) >= 2
-    assert metrics[0].metadata.model_provider == "caesura"
+    assert metrics[0].label == "livekit.plugins.caesura.vad.VAD"
+    if getattr(metrics[0], "metadata", None) is not None:  # livekit-agents >= 1.3
+        assert metrics[0].metadata.model_provider == "caesura"
     bad = tmp_path / "not_a_model.onnx"
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(CaesuraError):
