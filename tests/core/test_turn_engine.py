@@ -646,3 +646,19 @@ def test_external_vad_decisions_drive_the_same_turn_logic():
     assert eot.transcript == f"{INCOMPLETE} {COMPLETE}"
     with pytest.raises(InvalidOptionError):
         eng.push_speech_start(start_sample=eng.sample + 1)
+
+
+def test_audio_memory_stays_bounded():
+    rng = np.random.default_rng(5)
+    eng = TurnEngine(TurnOptions(pre_roll_ms=300, stitch_ms=500))
+    peak_idle = 0
+    for _ in range(20):  # 20 x (2 s of speech + 3 s of silence), with audio
+        probs = speech(2000) + silence(3000)
+        audio = rng.standard_normal(len(probs) * W).astype(np.float32)
+        for i in range(len(probs)):
+            eng.push_probabilities(probs[i : i + 1], audio[i * W : (i + 1) * W])
+            if eng.phase is not TurnPhase.SPEAKING:
+                peak_idle = max(peak_idle, eng.buffered_audio_samples)
+    # idle: pre-roll + a pending segment + stitching window, never the whole history
+    assert 0 < peak_idle < SR * 3
+    assert eng.buffered_audio_samples < SR * 3

@@ -38,6 +38,10 @@ class SileroBackend:
     def reset_stream(self, stream: Any) -> None:
         stream.reset()
 
+    def close_stream(self, stream: Any) -> None:
+        """Free the stream's buffers and its onnxruntime IOBinding runner now."""
+        stream.close()
+
     def infer(self, streams: Sequence[Any], windows: Sequence[Float32Array]) -> list[Float32Array]:
         for stream, w in zip(streams, windows, strict=True):
             stream.feed(w.reshape(-1))

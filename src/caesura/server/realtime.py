@@ -353,9 +353,11 @@ class RealtimeSession:
         except InvalidOptionError as exc:
             self.error("invalid_option", str(exc))
         finally:
-            self.core.close(self.slot)
+            self.core.close(self.slot)  # also drops the core's references to this session
             if self._eot_task is not None:
                 self._eot_task.cancel()
+                # the cancelled task's traceback holds _eot_loop's frame, i.e. this session
+                self._eot_task = None
             self._out.put_nowait(None)
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(writer, timeout=2.0)

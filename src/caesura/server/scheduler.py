@@ -75,6 +75,18 @@ class VADBackend(Protocol):
         """Score ``windows[i]`` (``[k_i, window_size]``, consecutive) on ``streams[i]``."""
         ...
 
+    def close_stream(self, stream: Any) -> None:
+        """Release a stream's model resources (called once, when no inference uses it)."""
+        ...
+
+
+def _drop_result(probs: Float32Array, windows: Float32Array) -> None:
+    """The callback of a closed slot: results arriving after the close are discarded."""
+
+
+def _drop_error(exc: Exception) -> None:
+    """The error callback of a closed slot."""
+
 
 @dataclass
 class _Item:
@@ -84,10 +96,19 @@ class _Item:
 
 
 class StreamSlot:
-    """One session's place in a core: its queue of windows and its model state."""
+    """One session's place in a core: its queue of windows and its model state.
+
+    When the core closes the slot it swaps the callbacks for no-ops and releases the model
+    stream: the slot's callbacks are the session's bound methods and the session holds the
+    slot, so keeping them would make every finished session a reference cycle (freed only by
+    the cyclic garbage collector, late, together with its WebSocket, zlib and onnxruntime
+    buffers).
+    """
 
     __slots__ = (
+        "__weakref__",
         "_space",
+        "busy",
         "closed",
         "epoch",
         "failed",
@@ -111,6 +132,7 @@ class StreamSlot:
         self.handle_epoch = 0  # epoch the model state belongs to (worker side)
         self.closed = False
         self.failed = False
+        self.busy = False  # in the batch the worker thread is running
         self._space = asyncio.Event()
         self._space.set()
 
@@ -180,6 +202,13 @@ class _CoreBase:
         self._pending_total -= len(slot.pending)
         slot.pending.clear()
         slot._space.set()
+
+    @staticmethod
+    def _detach(slot: StreamSlot) -> None:
+        """Closed: drop the session's callbacks (breaks the session <-> slot cycle)."""
+        slot.closed = True
+        slot.on_result = _drop_result
+        slot.on_error = _drop_error
 
     def _take(self, slot: StreamSlot, max_steps: int) -> list[_Item]:
         """Up to ``max_steps`` queued windows of one epoch (a reset starts a new batch)."""
@@ -276,9 +305,21 @@ class BatchScheduler(_CoreBase):
         self._ready.pop(slot.id, None)
 
     def close(self, slot: StreamSlot) -> None:
-        slot.closed = True
+        """End a session's stream: drop its queue and callbacks, release its model stream
+        (now, or when the batch the worker is running with it returns)."""
+        self._detach(slot)
         self._drop_pending(slot)
         self._ready.pop(slot.id, None)
+        if not slot.busy:
+            self._release(slot)
+
+    def _release(self, slot: StreamSlot) -> None:
+        handle, slot.handle = slot.handle, None
+        if handle is not None:
+            try:
+                self.backend.close_stream(handle)
+            except Exception:  # releasing must never take the core down
+                logger.exception("closing the model stream of session %d failed", slot.id)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -288,36 +329,50 @@ class BatchScheduler(_CoreBase):
             if self.batch_wait_s > 0 and len(self._ready) < self.max_batch:
                 await asyncio.sleep(self.batch_wait_s)
             while self._ready:
-                batch: list[StreamSlot] = []
-                while self._ready and len(batch) < self.max_batch:
-                    _, slot = self._ready.popitem(last=False)
-                    batch.append(slot)
-                items = [self._take(s, self.max_steps) for s in batch]
-                try:
-                    probs, dt = await loop.run_in_executor(
-                        self._executor, self._infer, batch, items
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    logger.exception("batched VAD inference failed (%d streams)", len(batch))
-                    err = exc if isinstance(exc, ModelError) else ModelError(str(exc))
-                    for s in batch:
-                        if not s.closed:
-                            s.failed = True
-                            s.on_error(err)
-                    continue
-                if self.metrics is not None:
-                    n_windows = sum(len(i) for i in items)
-                    self.metrics.batches.inc()
-                    self.metrics.windows.inc(n_windows)
-                    self.metrics.batch_size.observe(n_windows)
-                    self.metrics.batch_seconds.observe(dt)
-                now = time.perf_counter()
-                for s, its, p in zip(batch, items, probs, strict=True):
-                    self._deliver(s, its, p, now)
-                    if s.pending and not s.closed and s.id not in self._ready:
-                        self._ready[s.id] = s
+                # one batch per call: its locals (slots, windows) die with the call instead of
+                # keeping the last batch's sessions alive while the batcher idles
+                await self._run_batch(loop)
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch: list[StreamSlot] = []
+        while self._ready and len(batch) < self.max_batch:
+            _, slot = self._ready.popitem(last=False)
+            batch.append(slot)
+        items = [self._take(s, self.max_steps) for s in batch]
+        for s in batch:
+            s.busy = True
+        try:
+            probs, dt = await loop.run_in_executor(self._executor, self._infer, batch, items)
+        except asyncio.CancelledError:
+            raise  # stopping; the worker may still use the streams: they stay busy
+        except Exception as exc:
+            logger.exception("batched VAD inference failed (%d streams)", len(batch))
+            self._batch_done(batch)
+            err = exc if isinstance(exc, ModelError) else ModelError(str(exc))
+            for s in batch:
+                if not s.closed:
+                    s.failed = True
+                    s.on_error(err)
+            return
+        self._batch_done(batch)
+        if self.metrics is not None:
+            n_windows = sum(len(i) for i in items)
+            self.metrics.batches.inc()
+            self.metrics.windows.inc(n_windows)
+            self.metrics.batch_size.observe(n_windows)
+            self.metrics.batch_seconds.observe(dt)
+        now = time.perf_counter()
+        for s, its, p in zip(batch, items, probs, strict=True):
+            self._deliver(s, its, p, now)
+            if s.pending and not s.closed and s.id not in self._ready:
+                self._ready[s.id] = s
+
+    def _batch_done(self, batch: list[StreamSlot]) -> None:
+        """The worker is done with ``batch``: release the streams of slots closed meanwhile."""
+        for s in batch:
+            s.busy = False
+            if s.closed:
+                self._release(s)
 
     def _infer(
         self, batch: list[StreamSlot], items: list[list[_Item]]
@@ -402,7 +457,7 @@ class PerConnectionCore(_CoreBase):
         self._drop_pending(slot)
 
     def close(self, slot: StreamSlot) -> None:
-        slot.closed = True
+        self._detach(slot)
         self._drop_pending(slot)
         task = self._tasks.pop(slot.id, None)
         if task is not None:

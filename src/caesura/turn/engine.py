@@ -105,6 +105,10 @@ class _AudioStore:
         while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= position:
             self._chunks.popleft()
 
+    @property
+    def size(self) -> int:
+        return sum(a.size for _, a in self._chunks)
+
     def slice(self, start: int, end: int) -> tuple[int, Float32Array]:
         parts: list[Float32Array] = []
         first = -1
@@ -223,6 +227,11 @@ class TurnEngine:
     @property
     def agent_speaking(self) -> bool:
         return self._agent_speaking
+
+    @property
+    def buffered_audio_samples(self) -> int:
+        """Model-rate samples of audio held for events (pre-roll, open speech, fragments)."""
+        return self._audio.size
 
     def current_min_delay_ms(self) -> float:
         """The minimum endpointing delay in force (adapted to the user's pauses)."""
@@ -501,9 +510,12 @@ class TurnEngine:
         if not self._audio.has_audio:
             return
         pre = self._ms(self._opts.pre_roll_ms)
-        if self._phase is TurnPhase.SPEAKING or self._cand_open:
-            keep = min(self._speech_start, self._cand_onset if self._cand_open else self._now)
-            keep -= pre
+        if self._phase is TurnPhase.SPEAKING:
+            keep = self._speech_start - pre
+            if self._cand_open:
+                keep = min(keep, self._cand_onset - pre)
+        elif self._cand_open:
+            keep = self._cand_onset - pre
         else:
             # a segment the segmenter has not confirmed yet may have started up to its
             # min_speech + min_silence ago: keep enough for its pre-roll
