@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from caesura.eot import EndOfTurnModel
 from caesura.train.switchboard import (
     conversation_turns,
     decision_points,
@@ -254,13 +255,6 @@ def calibrate_scale(data: Path, n_convs: int, seed: int, model, cache: dict) -> 
 
 def load_model(kind: str, path: Path | None):
     if kind in ("none", "heuristic"):
-        return None
-    try:
-        from caesura.eot import EndOfTurnModel  # noqa: PLC0415  (optional: may not exist)
-    except ImportError as exc:
-        if kind == "model":
-            raise SystemExit(f"the end-of-turn model is not available: {exc}") from exc
-        log.warning("no caesura.eot.EndOfTurnModel yet (%s): lexical policies only", exc)
         return None
     try:
         return EndOfTurnModel.load(path, num_threads=1)

@@ -26,6 +26,7 @@ import numpy as np
 
 from caesura import errors
 from caesura.audio import read_audio
+from caesura.eot import EndOfTurnModel
 from caesura.turn import (
     Backchannel,
     EndOfTurn,
@@ -107,16 +108,14 @@ def describe(ev) -> str:
     return repr(ev)
 
 
-def make_scorer(kind: str):
+def make_scorer(kind: str, path: Path | None = None):
     if kind == "none":
         return None
     if kind == "lexical":
         return lexical_end_probability
     try:
-        from caesura.eot import EndOfTurnModel  # noqa: PLC0415  (optional: may not exist)
-
-        return EndOfTurnModel.load()
-    except (ImportError, errors.CaesuraError, AttributeError) as exc:
+        return EndOfTurnModel.load(path)
+    except errors.CaesuraError as exc:
         print(f"(end-of-turn model unavailable: {exc}; using the lexical heuristic)")
         return lexical_end_probability
 
@@ -126,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("wav", type=Path)
     ap.add_argument("transcript", type=Path, nargs="?")
     ap.add_argument("--scorer", choices=("model", "lexical", "none"), default="model")
+    ap.add_argument("--model-path", type=Path, default=None, help="exported model folder")
     ap.add_argument("--stt-delay", type=float, default=0.15, help="seconds after END")
     ap.add_argument("--interims", action="store_true")
     ap.add_argument("--agent", action="store_true", help="simulate an agent answering")
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     model_rate = vad.model_rate_for(sr)
     eng = TurnEngine(
         opts,
-        scorer=make_scorer(args.scorer),
+        scorer=make_scorer(args.scorer, args.model_path),
         vad=vad,
         sample_rate=model_rate,
         input_sample_rate=sr,

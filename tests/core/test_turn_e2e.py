@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from caesura.audio import read_audio, resample
-from caesura.errors import InvalidOptionError
+from caesura.eot import EndOfTurnModel
+from caesura.errors import InvalidOptionError, ModelError
 from caesura.turn import (
     EndOfTurn,
     FlushSTT,
@@ -141,3 +142,25 @@ def test_other_input_rates_are_resampled_onto_the_model_clock(vad, fixtures_dir)
         assert abs(a.start_sample - b.start_sample) <= 512
     with pytest.raises(InvalidOptionError, match="sample_rate=16000"):
         TurnEngine(vad=vad, sample_rate=8000, input_sample_rate=48000)
+
+
+def test_bundled_end_of_turn_model_drives_the_engine(vad, fixtures_dir):
+    """The real scorer end to end: complete words end the turn sooner than a cut-off phrase."""
+    try:
+        model = EndOfTurnModel.load()
+    except ModelError as exc:  # the model assets are not installed in this checkout
+        pytest.skip(f"no bundled end-of-turn model: {exc}")
+    audio, _ = read_audio(fixtures_dir / "speech_16k.wav")
+    first = audio[: int(2.6 * 16000)]  # the first utterance and its pause
+
+    def delay(text: str) -> float:
+        eng = TurnEngine(TurnOptions(max_delay_ms=3000), vad=vad, scorer=model)
+        ev = drive(eng, np.concatenate([first, np.zeros(4 * 16000)]), [text])
+        (eot,) = [e for e in ev if isinstance(e, EndOfTurn)]
+        assert eot.reason in ("semantic", "max_delay")
+        assert eot.words_probability is not None
+        return eot.delay_ms
+
+    assert delay("can you book me a table for two at seven please") < delay(
+        "can you book me a table for"
+    )

@@ -14,6 +14,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("caesura.train")
 
@@ -24,7 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("build/eot-train"))
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--max-minutes", type=float, default=92.0)
+    ap.add_argument("--max-minutes", type=float, default=92.0, help="stage 1 wall-clock budget")
+    ap.add_argument(
+        "--stop-minutes",
+        type=float,
+        default=None,
+        help="stop stage 1 early (its LR schedule still follows --max-minutes)",
+    )
+    ap.add_argument(
+        "--finetune-minutes",
+        type=float,
+        default=25.0,
+        help="stage 2 budget: P(eot) fine-tuned on pause decisions (0 = skip)",
+    )
+    ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--eot-weight", type=float, default=1.0)
@@ -50,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
+    from tokenizers import Tokenizer  # noqa: PLC0415
+
     from caesura.eot._text import linearise  # noqa: PLC0415
     from caesura.train import data as tdata  # noqa: PLC0415
     from caesura.train import switchboard as sb  # noqa: PLC0415
@@ -62,21 +78,32 @@ def main(argv: list[str] | None = None) -> int:
     sb_val = sb.load_conversations(eot_dir / "switchboard" / "val.tsv.gz")
     if args.limit_convs:
         sb_train, sb_val = sb_train[: args.limit_convs], sb_val[: max(2, args.limit_convs // 4)]
-    sw = tdata.switchboard_dialogues(sb_train, rng) + tdata.switchboard_dialogues(sb_train, rng)
-    wr = tdata.written_dialogues(args.data, rng)
-    if args.limit_convs:
-        wr = wr[: args.limit_convs * 10]
-    logger.info(
-        "dialogues: switchboard %d, written %d (%.0f s)", len(sw), len(wr), time.time() - t0
-    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    tok = tdata.train_tokenizer(
-        (linearise(d, close_last=True) for d in sw[: len(sw) // 2] + wr), args.vocab
-    )
-    tok.save(str(out / "tokenizer.json"))
-    streams = {"switchboard": tdata.token_stream(tok, sw), "written": tdata.token_stream(tok, wr)}
-    logger.info("tokens: %s (%.0f s)", {k: len(v) for k, v in streams.items()}, time.time() - t0)
+    streams: dict[str, Any] = {}
+    if args.from_checkpoint is not None:
+        # Resume at stage 2: the tokenizer is the one stage 1 trained (saved beside it).
+        tok = Tokenizer.from_file(str(args.from_checkpoint.parent / "tokenizer.json"))
+        tok.save(str(out / "tokenizer.json"))
+    else:
+        sw = tdata.switchboard_dialogues(sb_train, rng) + tdata.switchboard_dialogues(sb_train, rng)
+        wr = tdata.written_dialogues(args.data, rng)
+        if args.limit_convs:
+            wr = wr[: args.limit_convs * 10]
+        logger.info(
+            "dialogues: switchboard %d, written %d (%.0f s)", len(sw), len(wr), time.time() - t0
+        )
+        tok = tdata.train_tokenizer(
+            (linearise(d, close_last=True) for d in sw[: len(sw) // 2] + wr), args.vocab
+        )
+        tok.save(str(out / "tokenizer.json"))
+        streams = {
+            "switchboard": tdata.token_stream(tok, sw),
+            "written": tdata.token_stream(tok, wr),
+        }
+        logger.info(
+            "tokens: %s (%.0f s)", {k: len(v) for k, v in streams.items()}, time.time() - t0
+        )
     sgd_dev = tdata.load_written(eot_dir / "sgd" / "dev.jsonl.gz")
     evals = {
         "sb_val": tdata.switchboard_eval(sb_val, max_points=args.val_points, seed=args.seed),
@@ -95,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     tcfg = TrainConfig(
         steps=args.steps,
         max_minutes=args.max_minutes,
+        stop_minutes=args.stop_minutes,
         batch=args.batch,
         lr=args.lr,
         eot_weight=args.eot_weight,
@@ -105,8 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     (out / "recipe.json").write_text(
         json.dumps({"argv": sys.argv, "model": mcfg.to_dict(), "train": tcfg.__dict__}, indent=1)
     )
-    best = train(tok=tok, streams=streams, evals=evals, mcfg=mcfg, tcfg=tcfg, out=out)
-    logger.info("training done in %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
+    if args.from_checkpoint is None:
+        best = train(tok=tok, streams=streams, evals=evals, mcfg=mcfg, tcfg=tcfg, out=out)
+    else:
+        best = args.from_checkpoint
+    logger.info("stage 1 done in %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
+    if args.finetune_minutes > 0:
+        from caesura.train.finetune import FinetuneConfig, build_finetune_set, finetune  # noqa: PLC0415
+
+        written_raw = tdata.written_train_raw(args.data)
+        if args.limit_convs:
+            written_raw = written_raw[: args.limit_convs * 10]
+        sets = build_finetune_set(sb_train, written_raw, args.seed)
+        fcfg = FinetuneConfig(
+            max_minutes=args.finetune_minutes, threads=args.threads, seed=args.seed
+        )
+        best = finetune(checkpoint=best, tok=tok, train_sets=sets, evals=evals, cfg=fcfg, out=out)
+        logger.info("stage 2 done at %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
     if args.no_export:
         return 0
     try:

@@ -57,14 +57,19 @@ def styled(text: str, rng: random.Random, p_stt: float = 0.5) -> str:
     return stt_style(text, rng) if rng.random() < p_stt else " ".join(text.split())
 
 
-def written_dialogues(data: Path, rng: random.Random, *, copies: int = 1) -> list[Dialogue]:
-    """SGD train, MultiWOZ val and Taskmaster-4, each turn randomly in STT or written style."""
+def written_train_raw(data: Path) -> list[list[tuple[str, str]]]:
+    """The written training dialogues as in the corpora: SGD train, MultiWOZ val, Taskmaster-4."""
     eot = data / "eot"
-    raw = (
+    return (
         load_written(eot / "sgd" / "train.jsonl.gz")
         + load_written(eot / "multiwoz" / "val.jsonl.gz")
         + load_written(eot / "taskmaster4" / "all.jsonl.gz")
     )
+
+
+def written_dialogues(data: Path, rng: random.Random, *, copies: int = 1) -> list[Dialogue]:
+    """The written training dialogues, each turn randomly in STT or written style."""
+    raw = written_train_raw(data)
     return [[(r, styled(t, rng)) for r, t in d] for _ in range(copies) for d in raw]
 
 

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 class TrainConfig:
     steps: int = 6000
     max_minutes: float = 95.0
+    stop_minutes: float | None = None  # stop early; the LR schedule still spans max_minutes
     batch: int = 16
     lr: float = 1.5e-3
     min_lr_frac: float = 0.05
@@ -196,6 +197,9 @@ def train(
         elapsed = time.time() - t_start
         if elapsed > budget:
             logger.info("wall-clock budget of %.1f min reached at step %d", tcfg.max_minutes, step)
+            break
+        if tcfg.stop_minutes is not None and elapsed > tcfg.stop_minutes * 60:
+            logger.info("stopping stage 1 at %.1f min (step %d)", tcfg.stop_minutes, step)
             break
         progress = max(step / tcfg.steps, elapsed / budget)
         if step < tcfg.warmup:
