@@ -67,7 +67,8 @@ def tnr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr: float = 0.9) -> tupl
     return rates(y, scores, thr)[1], thr
 
 
-def score(model, contexts, batch_size: int = 64) -> np.ndarray:
+def score(model, contexts, batch_size: int = 1) -> np.ndarray:
+    """One context per call, exactly as ``predict`` scores it at run time."""
     out = np.zeros(len(contexts))
     idx = [i for i, c in enumerate(contexts) if c[-1][1].strip()]
     chats = [

@@ -101,11 +101,11 @@ def test_batch_matches_single(model: EndOfTurnModel) -> None:
         [a("Where to?"), u("to the")],
         [u("so i was thinking that maybe we could " * 5)],
     ]
-    many = model.predict_many(dialogues)
     single = [model.predict(d) for d in dialogues]
-    # dynamic int8 quantisation scales activations per batch: equal up to that noise
-    assert many == pytest.approx(single, abs=0.02)
-    assert model.predict_many(dialogues, batch_size=1) == pytest.approx(single, abs=1e-6)
+    assert model.predict_many(dialogues) == single
+    # padded batches: dynamic int8 quantisation scales activations per call, so only close
+    batched = model.predict_many(dialogues, batch_size=4)
+    assert batched == pytest.approx(single, abs=0.05)
     assert model.predict_many([]) == []
 
 

@@ -20,6 +20,7 @@ import uvicorn
 
 from caesura.audio import decode_wav, to_mono
 from caesura.server import ServerConfig, create_app
+from caesura.server.cli import uvicorn_options
 
 
 class LiveServer:
@@ -33,13 +34,7 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                log_level="warning",
-                lifespan="on",
-                ws_max_size=4 * config.max_frame_bytes,
-                access_log=False,
-            )
+            uvicorn.Config(self.app, log_level="warning", **uvicorn_options(config))
         )
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

@@ -261,3 +261,11 @@ def test_scheduler_close_releases_owner_and_stream() -> None:
     assert len(released) == 40
     assert pending == 0
     assert busy > 0  # some slots were closed with their windows in the worker
+
+
+def test_permessage_deflate_is_declined(churn_server: LiveServer) -> None:
+    """No per-connection zlib state: the server answers a deflate offer without it."""
+    with connect(churn_server.ws + RT, compression="deflate") as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send(b"\x00\x00" * 512)

@@ -21,6 +21,7 @@ __all__ = [
     "add_serve_arguments",
     "config_from_args",
     "configure",
+    "uvicorn_options",
     "main",
     "run",
     "run_from_args",
@@ -137,6 +138,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_serve_arguments(parser)
 
 
+def uvicorn_options(config: ServerConfig) -> dict[str, object]:
+    """The uvicorn settings ``caesura serve`` runs with (besides host, port and log level)."""
+    return {
+        "ws_max_size": 4 * config.max_frame_bytes,
+        # no permessage-deflate: PCM does not compress and events are tiny, while each
+        # connection would hold ~300 KB of zlib state, kept after the close until the cyclic
+        # GC runs (websockets' protocol objects are reference cycles); EchoKit does not ask
+        # for it, and a client that does simply gets uncompressed frames
+        "ws_per_message_deflate": False,
+        "access_log": False,
+        "lifespan": "on",
+    }
+
+
 def serve(config: ServerConfig) -> None:
     """Serve until interrupted (uvicorn, one process, asyncio loop)."""
     try:
@@ -153,9 +168,7 @@ def serve(config: ServerConfig) -> None:
         host=config.host,
         port=config.port,
         log_level=config.log_level,
-        ws_max_size=4 * config.max_frame_bytes,
-        access_log=False,
-        lifespan="on",
+        **uvicorn_options(config),
     )
 
 

@@ -90,7 +90,7 @@ def quantise(src: Path, dst: Path, *, keep_fp32: Sequence[str] = KEEP_FP32) -> N
 
 
 def _ort_scores(
-    path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: int = 64
+    path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: int = 1
 ) -> np.ndarray:
     import onnxruntime as ort  # noqa: PLC0415
 

@@ -33,7 +33,7 @@ from tokenizers import Tokenizer
 from caesura.train import data as tdata
 from caesura.train import switchboard as sb
 from caesura.train.data import EvalSet
-from caesura.train.loop import auc, score_contexts
+from caesura.train.loop import auc, left_pad, score_contexts
 from caesura.train.model import EotScorer, ModelConfig, build_model
 
 __all__ = ["FinetuneConfig", "build_finetune_set", "finetune"]
@@ -82,17 +82,6 @@ def build_finetune_set(
         [m for s in wr_sets for m in s.meta],
     )
     return {"switchboard": sw, "written": wr}
-
-
-def _batch(ids: list[list[int]], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids[i]) for i in rows)
-    x = torch.zeros((len(rows), width), dtype=torch.long)
-    m = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, i in enumerate(rows):
-        seq = ids[i]
-        x[r, width - len(seq) :] = torch.tensor(seq)
-        m[r, width - len(seq) :] = 1
-    return x, m
 
 
 def finetune(
@@ -159,17 +148,13 @@ def finetune(
         for g in opt.param_groups:
             g["lr"] = lr
         counts = rng.multinomial(cfg.batch, share)
-        xs, ys = [], []
+        seqs: list[list[int]] = []
+        ys = []
         for name, n in zip(names, counts, strict=True):
-            if n == 0:
-                continue
             rows = rng.integers(0, len(enc[name]), size=n)
-            x, m = _batch(enc[name], rows)
-            xs.append((x, m))
+            seqs.extend(enc[name][i] for i in rows)
             ys.append(labels[name][torch.from_numpy(rows)])
-        width = max(x.shape[1] for x, _ in xs)
-        x = torch.cat([torch.nn.functional.pad(a, (width - a.shape[1], 0)) for a, _ in xs])
-        m = torch.cat([torch.nn.functional.pad(b, (width - b.shape[1], 0)) for _, b in xs])
+        x, m = left_pad(seqs)
         y = torch.cat(ys)
         p = scorer(x, m).clamp(1e-6, 1 - 1e-6)
         loss = torch.nn.functional.binary_cross_entropy(p, y)

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 from caesura.train.data import EvalSet, encode_contexts
 from caesura.train.model import EotScorer, ModelConfig, build_model, lm_loss
 
-__all__ = ["TrainConfig", "auc", "score_contexts", "train"]
+__all__ = ["TrainConfig", "auc", "left_pad", "score_contexts", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,27 +60,30 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def left_pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists → (input_ids, attention_mask), left padded with id 0 (``<|pad|>``)."""
+    width = max(len(q) for q in seqs)
+    x = torch.zeros((len(seqs), width), dtype=torch.long)
+    m = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        x[r, width - len(seq) :] = torch.tensor(seq)
+        m[r, width - len(seq) :] = 1
+    return x, m
+
+
 @torch.no_grad()
 def score_contexts(
     scorer: EotScorer, ids: Sequence[Sequence[int]], *, batch: int = 64
 ) -> np.ndarray:
-    """P(eot) for already-encoded contexts (left padded per batch)."""
+    """P(eot) for already-encoded contexts (length-sorted batches, left padded)."""
     scorer.eval()
-    out = []
     order = np.argsort([len(x) for x in ids])
     res = np.empty(len(ids), dtype=np.float32)
+    dev = next(scorer.parameters()).device
     for s in range(0, len(ids), batch):
         idx = order[s : s + batch]
-        width = max(len(ids[i]) for i in idx)
-        x = torch.zeros((len(idx), width), dtype=torch.long)
-        m = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            seq = ids[i]
-            x[r, width - len(seq) :] = torch.tensor(seq)
-            m[r, width - len(seq) :] = 1
-        dev = next(scorer.parameters()).device
+        x, m = left_pad([ids[i] for i in idx])
         res[idx] = scorer(x.to(dev), m.to(dev)).cpu().numpy()
-    out.append(res)
     return res
 
 
