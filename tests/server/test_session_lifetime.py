@@ -240,8 +240,8 @@ def test_scheduler_close_releases_owner_and_stream() -> None:
                 core.reset(o.slot)
             core.close(o.slot)
         del owners, o
-        for _ in range(200):  # until the in-flight batch has returned
-            if all(r() is None for r in refs):
+        for _ in range(500):  # until the in-flight batch has returned
+            if len(released) == len(refs):
                 break
             await asyncio.sleep(0.01)
         pending = core.pending_windows

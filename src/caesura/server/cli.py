@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from caesura.errors import CaesuraError, InvalidOptionError, MissingDependencyError
 from caesura.server.config import DEFAULT_LISTEN, ServerConfig, StreamOptions, parse_listen
@@ -21,11 +22,11 @@ __all__ = [
     "add_serve_arguments",
     "config_from_args",
     "configure",
-    "uvicorn_options",
     "main",
     "run",
     "run_from_args",
     "serve",
+    "uvicorn_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_serve_arguments(parser)
 
 
-def uvicorn_options(config: ServerConfig) -> dict[str, object]:
+def uvicorn_options(config: ServerConfig) -> dict[str, Any]:
     """The uvicorn settings ``caesura serve`` runs with (besides host, port and log level)."""
     return {
         "ws_max_size": 4 * config.max_frame_bytes,

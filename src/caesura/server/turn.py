@@ -117,7 +117,8 @@ class TurnPredictor:
         model = self._load()
         t0 = time.perf_counter()
         try:
-            p = float(model.predict(list(turns)))
+            # the model takes {"role", "content"} mappings (or its Turn objects)
+            p = float(model.predict([{"role": r, "content": t} for r, t in turns]))
         except CaesuraError:
             raise
         except Exception as exc:

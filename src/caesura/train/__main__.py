@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stop-minutes",
         type=float,
-        default=None,
+        default=62.0,
         help="stop stage 1 early (its LR schedule still follows --max-minutes)",
     )
     ap.add_argument(
