@@ -213,7 +213,7 @@ def test_complete_words_end_the_turn_at_the_min_delay():
     assert eot.language == "en"
     assert eot.words_probability == 0.95
     assert eot.probability >= 0.5
-    assert 200 <= eot.delay_ms <= 300
+    assert TurnOptions().min_delay_ms <= eot.delay_ms <= TurnOptions().min_delay_ms + 100
     assert eng.phase is TurnPhase.ENDED
     assert sc.calls[-1][-1] == {"role": "user", "content": COMPLETE}
 
@@ -277,7 +277,7 @@ def test_interim_transcript_holds_the_decision_until_final():
 
 def test_words_are_stale_until_the_recogniser_catches_up():
     """New speech after a final: the old words do not speak for it."""
-    eng = engine(Scripted(SCORER), fallback_delay_ms=900)
+    eng = engine(Scripted(SCORER), fallback_delay_ms=900, max_delay_ms=3000, min_delay_ms=200)
     utter(eng, COMPLETE)
     # the user goes on before the end of turn fired (short pause)
     ev = eng.push_probabilities(speech(640) + silence(224))
@@ -311,7 +311,7 @@ def test_transcript_language_unsupported_falls_back_and_logs_once(caplog):
 
 
 def test_bad_scorer_output_is_a_model_error():
-    eng = engine(lambda turns: 1.5)
+    eng = engine(lambda turns: 1.5, min_delay_ms=200)
     utter(eng, None)
     with pytest.raises(ModelError, match="outside"):
         eng.push_transcript(COMPLETE, final=True)  # 224 ms of silence: scored at once

@@ -47,8 +47,11 @@ class TurnOptions:
     End of turn (see :mod:`caesura.turn.fusion`):
 
     * ``end_threshold`` (0.5): fire when P(end | words, silence >= t) reaches it.
-    * ``min_delay_ms`` (200) / ``max_delay_ms`` (3000): bounds of the endpointing delay,
-      counted from the end of speech. ``adapt_min_delay`` scales the minimum to the user's
+    * ``min_delay_ms`` (300) / ``max_delay_ms`` (1300): bounds of the endpointing delay,
+      counted from the end of speech. Defaults: the fused policy's operating point at a 10%
+      false cut-off budget on Switchboard test, lag 0.3 s (``benchmarks/turns.py``:
+      threshold 0.48, action delay 0.3 s, timeout 1.3 s); a speculative re-open recovers the
+      rare cut. ``adapt_min_delay`` scales the minimum to the user's
       own pause habit (their observed mid-turn pauses against the population's), by at most
       ``adapt_max_factor``; ``adapt_prior_pauses`` pseudo-pauses of the population curve
       weigh against the user's pauses, which also personalise the survival curve.
@@ -86,8 +89,8 @@ class TurnOptions:
     stitch_ms: float = 0.0
 
     end_threshold: float = 0.5
-    min_delay_ms: float = 200.0
-    max_delay_ms: float = 3000.0
+    min_delay_ms: float = 300.0
+    max_delay_ms: float = 1300.0
     fallback_delay_ms: float = 800.0
     wait_for_final: bool = True
     logit_scale: float = 1.0
