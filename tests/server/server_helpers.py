@@ -62,16 +62,22 @@ def stream_events(
     *,
     settle_s: float = 1.0,
     headers: dict[str, str] | None = None,
+    expect: int = 0,
 ) -> list[dict]:
-    """Send ``frames`` over one WebSocket, then collect every text message until quiet."""
+    """Send ``frames`` over one WebSocket, then collect every text message until quiet.
+
+    With ``expect``, first wait (up to 60 s) for that many messages however slow the server
+    is (a loaded machine), then for ``settle_s`` of quiet to catch any extra ones.
+    """
     out: list[dict] = []
     with connect(url, additional_headers=headers, max_size=None) as ws:
         for f in frames:
             ws.send(f)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            wait = max(deadline - time.monotonic(), 0.01) if len(out) < expect else settle_s
             try:
-                msg = ws.recv(timeout=settle_s)
+                msg = ws.recv(timeout=wait)
             except TimeoutError:
                 break
             out.append(json.loads(msg))

@@ -249,9 +249,9 @@ def test_ten_thousand_tiny_frames(server, speech_16k):
     data = pcm16(np.concatenate([speech_16k[:48000], np.zeros(16000, dtype=np.float32)]))
     frames = chunked(data[:20000], [2] * 10_000)  # 10 000 frames of one sample
     frames += chunked(data[20000:], [4000] * 1000)
-    events = stream_events(server.ws + RT + "?include_samples=1", frames)
-    assert ws_errors(events) == []
     ref = reference_events(np.frombuffer(data, "<i2").astype(np.float32) / 32768)
+    events = stream_events(server.ws + RT + "?include_samples=1", frames, expect=len(ref))
+    assert ws_errors(events) == []
     assert events == ref
 
 
@@ -277,7 +277,7 @@ def test_bad_session_does_not_disturb_a_good_one(server, speech_16k):
 
     def good() -> None:
         result["good"] = stream_events(
-            server.ws + RT + "?include_samples=1", chunked(data, [1600] * 10_000)
+            server.ws + RT + "?include_samples=1", chunked(data, [1600] * 10_000), expect=len(ref)
         )
 
     def evil() -> None:

@@ -98,15 +98,18 @@ def test_realtime_events_any_chunking(server, speech_16k):
     data = pcm16(audio)
     rng = np.random.default_rng(7)
     sizes = (rng.integers(1, 2500, size=4000) * 2).tolist()  # even, 2 .. 5000 bytes
-    plain = stream_events(server.ws + RT, chunked(data, sizes))
+    ref = reference_events(pcm_to_float(data))
+    plain = stream_events(server.ws + RT, chunked(data, sizes), expect=len(ref))
     # exactly silero_vad_server's messages
     assert plain
     assert all(m in ({"event": "speech_start"}, {"event": "speech_end"}) for m in plain)
     assert [m["event"] for m in plain] == ["speech_start", "speech_end"] * (len(plain) // 2)
     # with positions: identical for another chunking, and equal to the offline reference
-    ref = reference_events(pcm_to_float(data))
-    a = stream_events(server.ws + RT + "?include_samples=true", chunked(data, sizes))
-    b = stream_events(server.ws + RT + "?include_samples=1", chunked(data, [4096] * 10_000))
+    n = len(ref)
+    a = stream_events(server.ws + RT + "?include_samples=true", chunked(data, sizes), expect=n)
+    b = stream_events(
+        server.ws + RT + "?include_samples=1", chunked(data, [4096] * 10_000), expect=n
+    )
     assert a == b == ref
     assert [m["event"] for m in a] == [m["event"] for m in plain]
 
@@ -119,15 +122,18 @@ def test_realtime_reset(server, speech_16k):
     data = pcm16(np.concatenate([speech_16k, np.zeros(16000, dtype=np.float32)]))
     half = data[: len(data) // 3 + 1]  # odd split point inside a window... kept even below
     half = half[: len(half) // 2 * 2]
-    events = stream_events(
-        server.ws + RT + "?include_samples=true", [half, "reset", *chunked(data, [3200] * 1000)]
-    )
     fresh = reference_events(pcm_to_float(data))
+    events = stream_events(
+        server.ws + RT + "?include_samples=true",
+        [half, "reset", *chunked(data, [3200] * 1000)],
+        expect=len(fresh),
+    )
     # after the reset the sample clock restarts: the tail equals a fresh session
     assert events[-len(fresh) :] == fresh
     json_reset = stream_events(
         server.ws + RT + "?include_samples=true",
         [half, json.dumps({"type": "reset"}), *chunked(data, [3200] * 1000)],
+        expect=len(fresh),
     )
     assert json_reset[-len(fresh) :] == fresh
 
@@ -136,8 +142,9 @@ def test_realtime_query_options(server, speech_16k):
     data = pcm16(np.concatenate([speech_16k, np.zeros(16000, dtype=np.float32)]))
     opts = StreamOptions(min_silence_ms=100, min_speech_ms=100, threshold=0.6)
     url = server.ws + RT + "?include_samples=true&min_silence_ms=100&min_speech_ms=100"
-    got = stream_events(url + "&threshold=0.6", chunked(data, [1024] * 1000))
-    assert got == reference_events(pcm_to_float(data), opts)
+    want = reference_events(pcm_to_float(data), opts)
+    got = stream_events(url + "&threshold=0.6", chunked(data, [1024] * 1000), expect=len(want))
+    assert got == want
     assert len(got) > len(reference_events(pcm_to_float(data)))  # shorter hangover: more cuts
 
 
@@ -164,7 +171,9 @@ def test_realtime_sessions_share_the_batched_core(server, speech_16k):
 
     def one(i: int) -> list[dict]:
         return stream_events(
-            server.ws + RT + "?include_samples=true", chunked(data, [640 + 2 * i] * 100_000)
+            server.ws + RT + "?include_samples=true",
+            chunked(data, [640 + 2 * i] * 100_000),
+            expect=len(ref),
         )
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
