@@ -44,8 +44,13 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
         "- Schema-Guided Dialogue train, MultiWOZ 2.1 val, Taskmaster-4: every turn randomly in"
         " streaming-STT style (lower case, no punctuation, numbers as words or digits) or as"
         " written (cased, punctuated).",
-        "- Objective: next-token cross-entropy on all the dialogue text plus a binary"
-        " cross-entropy on P(<|eot|>) at every word boundary (the turn-is-over decision).",
+        "- Stage 1 objective: next-token cross-entropy on all the dialogue text plus a binary"
+        " cross-entropy on P(<|eot|>) at every word boundary (the turn-is-over decision);"
+        " cosine schedule over 92 min, stopped at 62 min (`--stop-minutes`).",
+        "- Stage 2 (`caesura.train.finetune`, 25 min): binary cross-entropy on P(<|eot|>) at"
+        " the questions the runtime is asked: Switchboard train pauses (END vs HOLD, words"
+        " visible under an STT lag of 0, 0.3 or 0.5 s) and written turns complete vs cut at a"
+        " word boundary; the best checkpoint by Switchboard val AUC is kept.",
         "- Held out: Switchboard val/test (by conversation), SGD dev/test, MultiWOZ test.",
         "- Recipe: `nox -s train -- --data ../shared/data` (seeded, 2-core CPU, under 2 hours).",
         "",
