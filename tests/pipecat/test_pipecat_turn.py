@@ -208,7 +208,7 @@ def test_incomplete_transcript_waits(scorer: object) -> None:
 
 def test_interim_transcripts_hold_the_decision(scorer: object) -> None:
     """A complete-looking interim does not end the turn; the final does, at once."""
-    strategy = CaesuraTurnStopStrategy(scorer=scorer)
+    strategy = CaesuraTurnStopStrategy(scorer=scorer, max_delay=3.0)
     frames = [
         *audio(speech() + silence(0.3, RATE)),
         interim(COMPLETE),
