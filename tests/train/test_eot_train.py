@@ -122,6 +122,8 @@ def trained(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             "40",
             "--threads",
             "1",
+            "--finetune-steps",
+            "3",
             "--no-export",
         ]
     )
@@ -135,6 +137,10 @@ def test_training_run_writes_checkpoints(trained: Path) -> None:
     history = json.loads((trained / "history.json").read_text())
     assert history[-1]["step"] == 6
     assert 0.0 <= history[-1]["sb_val_auc"] <= 1.0
+    # stage 2 (pause fine-tuning) ran its 3 steps and evaluated
+    stage2 = json.loads((trained / "history_stage2.json").read_text())
+    assert stage2[-1]["step"] == 3
+    assert 0.0 <= stage2[-1]["sb_val_auc"] <= 1.0
 
 
 def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Path) -> None:

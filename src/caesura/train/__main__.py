@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         default=25.0,
         help="stage 2 budget: P(eot) fine-tuned on pause decisions (0 = skip)",
     )
+    ap.add_argument("--finetune-steps", type=int, default=None, help="stage 2 step limit")
     ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -146,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             written_raw = written_raw[: args.limit_convs * 10]
         sets = build_finetune_set(sb_train, written_raw, args.seed)
         fcfg = FinetuneConfig(
-            max_minutes=args.finetune_minutes, threads=args.threads, seed=args.seed
+            max_minutes=args.finetune_minutes,
+            max_steps=args.finetune_steps,
+            threads=args.threads,
+            seed=args.seed,
         )
         best = finetune(checkpoint=best, tok=tok, train_sets=sets, evals=evals, cfg=fcfg, out=out)
         logger.info("stage 2 done at %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)

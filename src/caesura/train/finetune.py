@@ -46,6 +46,7 @@ LAGS = (0.0, 0.0, 0.3, 0.5)  # lag 0 twice: the headline metric is all-words-vis
 @dataclass(frozen=True)
 class FinetuneConfig:
     max_minutes: float = 20.0
+    max_steps: int | None = None  # also stop after this many steps (tests, quick runs)
     batch: int = 32
     lr: float = 3e-4
     min_lr_frac: float = 0.1
@@ -141,7 +142,11 @@ def finetune(
     share = np.array([1 - cfg.written_share, cfg.written_share])
     ema: float | None = None
     scorer.train()
-    while time.time() - t0 < budget:
+
+    def done() -> bool:
+        return time.time() - t0 >= budget or (cfg.max_steps is not None and step >= cfg.max_steps)
+
+    while not done():
         progress = min((time.time() - t0) / budget, 1.0)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         lr *= cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -167,8 +172,7 @@ def finetune(
         ema = v if ema is None else 0.98 * ema + 0.02 * v
         if step % 25 == 0:
             logger.info("stage 2 step %d lr %.2e bce %.4f ema %.4f", step, lr, v, ema)
-        final = time.time() - t0 >= budget
-        if final or time.time() - last_eval > cfg.eval_every_minutes * 60:
+        if done() or time.time() - last_eval > cfg.eval_every_minutes * 60:
             score = evaluate(step)
             scorer.train()
             last_eval = time.time()
