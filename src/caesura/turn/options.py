@@ -51,7 +51,8 @@ class TurnOptions:
       counted from the end of speech. Defaults: the fused policy's operating point at a 10%
       false cut-off budget on Switchboard test, lag 0.3 s, with the shipped model
       (``benchmarks/turns.py``: threshold 0.69, action delay 0.3 s, timeout 2.3 s; mean END
-      latency 968 ms vs 1200 ms for silence-only); a speculative re-open recovers the rare cut. ``adapt_min_delay`` scales the minimum to the user's
+      latency 968 ms vs 1200 ms for silence-only); a speculative re-open recovers the rare cut.
+      ``adapt_min_delay`` scales the minimum to the user's
       own pause habit (their observed mid-turn pauses against the population's), by at most
       ``adapt_max_factor``; ``adapt_prior_pauses`` pseudo-pauses of the population curve
       weigh against the user's pauses, which also personalise the survival curve.
