@@ -113,15 +113,6 @@ class TurnOptions:
     max_history_turns: int = 6
 
     def __post_init__(self) -> None:
-        thr = _num("threshold", self.threshold)
-        if not 0.0 < thr <= 1.0:
-            raise InvalidOptionError(f"threshold must be in (0, 1], got {self.threshold!r}")
-        if self.neg_threshold is not None:
-            neg = _num("neg_threshold", self.neg_threshold)
-            if not 0.0 <= neg <= thr:
-                raise InvalidOptionError(
-                    f"neg_threshold must be in [0, threshold={thr}], got {self.neg_threshold!r}"
-                )
         et = _num("end_threshold", self.end_threshold)
         if not 0.0 < et < 1.0:
             raise InvalidOptionError(f"end_threshold must be in (0, 1), got {et!r}")
@@ -135,6 +126,8 @@ class TurnOptions:
                 f"max_speech_ms ({self.max_speech_ms}) must exceed min_speech_ms "
                 f"({self.min_speech_ms})"
             )
+        # the speech fields (threshold, neg_threshold, ...) are the segmenter's: it validates them
+        self.segmenter_options()
         if self.max_delay_ms < self.min_delay_ms:
             raise InvalidOptionError(
                 f"max_delay_ms ({self.max_delay_ms}) must be >= min_delay_ms ({self.min_delay_ms})"
