@@ -33,7 +33,7 @@ from tokenizers import Tokenizer
 from caesura.train import data as tdata
 from caesura.train import switchboard as sb
 from caesura.train.data import EvalSet
-from caesura.train.loop import auc, left_pad, score_contexts
+from caesura.train.loop import auc, left_pad, make_optimizer, optimizer_step, score_contexts
 from caesura.train.model import EotScorer, ModelConfig, build_model
 
 __all__ = ["FinetuneConfig", "build_finetune_set", "finetune"]
@@ -109,16 +109,7 @@ def finetune(
     labels = {k: torch.from_numpy(v.labels.astype(np.float32)) for k, v in train_sets.items()}
     eval_ids = {k: tdata.encode_contexts(tok, v.contexts, mcfg.context) for k, v in evals.items()}
     logger.info("stage 2 examples: %s", {k: len(v) for k, v in enc.items()})
-    decay = [p for p in lm.parameters() if p.dim() >= 2]
-    no_decay = [p for p in lm.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-    )
+    opt = make_optimizer(lm, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, float]] = []
     best_path = out / "best_stage2.pt"
 
@@ -163,12 +154,8 @@ def finetune(
         y = torch.cat(ys)
         p = scorer(x, m).clamp(1e-6, 1 - 1e-6)
         loss = torch.nn.functional.binary_cross_entropy(p, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-        opt.step()
+        v = optimizer_step(opt, lm, loss)
         step += 1
-        v = float(loss.detach())
         ema = v if ema is None else 0.98 * ema + 0.02 * v
         if step % 25 == 0:
             logger.info("stage 2 step %d lr %.2e bce %.4f ema %.4f", step, lr, v, ema)

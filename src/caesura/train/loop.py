@@ -18,7 +18,15 @@ from tokenizers import Tokenizer
 from caesura.train.data import EvalSet, encode_contexts
 from caesura.train.model import EotScorer, ModelConfig, build_model, lm_loss
 
-__all__ = ["TrainConfig", "auc", "left_pad", "score_contexts", "train"]
+__all__ = [
+    "TrainConfig",
+    "auc",
+    "left_pad",
+    "make_optimizer",
+    "optimizer_step",
+    "score_contexts",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,29 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
         ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def make_optimizer(lm: torch.nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases and norms)."""
+    decay = [p for p in lm.parameters() if p.dim() >= 2]
+    no_decay = [p for p in lm.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.98),
+    )
+
+
+def optimizer_step(opt: torch.optim.Optimizer, lm: torch.nn.Module, loss: torch.Tensor) -> float:
+    """Backward, clip the gradient norm at 1, step; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
 
 
 def left_pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,16 +165,7 @@ def train(
     n_params = sum(p.numel() for p in lm.parameters())
     logger.info("model %s: %.2f M parameters on %s", mcfg, n_params / 1e6, device)
     scorer = EotScorer(lm, eot)
-    decay = [p for n, p in lm.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in lm.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": tcfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=tcfg.lr,
-        betas=(0.9, 0.98),
-    )
+    opt = make_optimizer(lm, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     names = ["switchboard", "written"]
     sampler = _Sampler(
         [streams[n] for n in names],
@@ -218,12 +240,8 @@ def train(
         loss, lm_part, bce = lm_loss(
             lm, xy[:, :-1], xy[:, 1:], eot_id=eot, boundary=boundary, eot_weight=tcfg.eot_weight
         )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-        opt.step()
+        v = optimizer_step(opt, lm, loss)
         step += 1
-        v = float(loss.detach())
         ema = v if ema is None else 0.98 * ema + 0.02 * v
         if step % 50 == 0:
             tps = step * tcfg.batch * mcfg.context / (time.time() - t_start)
