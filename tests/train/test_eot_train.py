@@ -20,6 +20,7 @@ from caesura.train.__main__ import main as train_main  # noqa: E402
 from caesura.train.data import encode_contexts  # noqa: E402
 from caesura.train.export import _ort_scores, export_and_validate, load_checkpoint  # noqa: E402
 from caesura.train.loop import score_contexts  # noqa: E402
+from caesura.train.model import EotScorer, LastPositionScorer, ModelConfig, build_model  # noqa: E402
 from caesura.train.text import int_to_words, stt_style, words_to_digits  # noqa: E402
 
 WORDS = [
@@ -176,6 +177,30 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
         batch_size=1,
     )
     np.testing.assert_allclose(got, ref, atol=0.05)
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_last_position_scorer_equals_full_forward(layers: int) -> None:
+    # The export graph computes the last block for the last position only: same P(eot).
+    torch.manual_seed(layers)
+    cfg = ModelConfig(vocab_size=200, context=40, d_model=48, layers=layers, heads=4, ff=96)
+    lm = build_model(cfg, attn="eager").eval()
+    with torch.no_grad():  # non-trivial weights: the fresh init is nearly uniform
+        for p in lm.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    full, last = EotScorer(lm, 4).eval(), LastPositionScorer(lm, 4).eval()
+    x = torch.randint(5, 200, (4, 33))
+    m = torch.ones_like(x)
+    m[1, :10] = 0  # left padding of different widths
+    m[2, :32] = 0
+    with torch.no_grad():
+        ref, got = full(x, m), last(x, m)
+    assert float(ref.std()) > 1e-4  # the rows really differ
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    # padding is ignored: row 2 scores like its single real token alone
+    with torch.no_grad():
+        alone = last(x[2:3, 32:], m[2:3, 32:])
+    torch.testing.assert_close(alone, got[2:3], rtol=1e-5, atol=1e-6)
 
 
 def test_switchboard_extraction(synthetic_data: Path) -> None:

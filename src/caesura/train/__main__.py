@@ -24,24 +24,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (has eot/)")
     ap.add_argument("--out", type=Path, default=Path("build/eot-train"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--max-minutes", type=float, default=92.0, help="stage 1 wall-clock budget")
+    ap.add_argument("--steps", type=int, default=4500, help="stage 1 steps (LR schedule span)")
+    ap.add_argument(
+        "--max-minutes", type=float, default=85.0, help="stage 1 wall-clock cap (slow machines)"
+    )
     ap.add_argument(
         "--stop-minutes",
         type=float,
-        default=62.0,
+        default=None,
         help="stop stage 1 early (its LR schedule still follows --max-minutes)",
     )
     ap.add_argument(
         "--finetune-minutes",
         type=float,
-        default=25.0,
+        default=18.0,
         help="stage 2 budget: P(eot) fine-tuned on pause decisions (0 = skip)",
     )
     ap.add_argument("--finetune-steps", type=int, default=None, help="stage 2 step limit")
     ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument(
+        "--switchboard-share", type=float, default=0.65, help="share of stage-1 windows"
+    )
     ap.add_argument("--eot-weight", type=float, default=1.0)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--d-model", type=int, default=256)
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch,
         lr=args.lr,
         eot_weight=args.eot_weight,
+        switchboard_share=args.switchboard_share,
         eval_every_minutes=args.eval_every_minutes,
         threads=args.threads,
         seed=args.seed,

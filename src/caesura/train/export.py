@@ -21,7 +21,7 @@ import torch
 from tokenizers import Tokenizer
 
 from caesura.eot._text import EOT, PAD
-from caesura.train.model import EotScorer, ModelConfig, build_model
+from caesura.train.model import EotScorer, LastPositionScorer, ModelConfig, build_model
 
 __all__ = ["export_and_validate", "export_onnx", "load_checkpoint", "quantise", "write_assets"]
 
@@ -41,13 +41,17 @@ def load_checkpoint(path: Path, eot_id: int) -> tuple[EotScorer, ModelConfig, di
 
 
 def export_onnx(scorer: EotScorer, path: Path, context: int) -> None:
-    """fp32 ONNX: inputs ``input_ids``/``attention_mask`` int64 [B, T] → ``p_eot`` float [B]."""
+    """fp32 ONNX: inputs ``input_ids``/``attention_mask`` int64 [B, T] → ``p_eot`` float [B].
+
+    The graph is :class:`LastPositionScorer` (the last block computes the last position only).
+    """
+    last = LastPositionScorer(scorer.lm, scorer.eot_id).eval()
     x = torch.randint(5, 100, (2, min(16, context)), dtype=torch.long)
     m = torch.ones_like(x)
     m[1, :3] = 0
     with torch.no_grad():
         torch.onnx.export(
-            scorer,
+            last,
             (x, m),
             str(path),
             input_names=["input_ids", "attention_mask"],

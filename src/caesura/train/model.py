@@ -7,13 +7,14 @@ it is what is exported to ONNX.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-__all__ = ["EotScorer", "ModelConfig", "build_model", "lm_loss"]
+__all__ = ["EotScorer", "LastPositionScorer", "ModelConfig", "build_model", "lm_loss"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,61 @@ class EotScorer(nn.Module):
             input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=False
         ).last_hidden_state[:, -1, :]
         logits = self.lm.lm_head(h)
+        return torch.softmax(logits.float(), dim=-1)[:, self.eot_id]
+
+
+class LastPositionScorer(nn.Module):
+    """The same P(<|eot|>) as :class:`EotScorer`, written out for export.
+
+    Only the last position's output is read, so the last block computes its query, attention,
+    projection and MLP for that position alone (the keys and values still cover every
+    position); the blocks before it run in full. Plain tensor ops on the GPT-2 weights keep
+    the ONNX graph free of the library's mask plumbing. Equal to :class:`EotScorer` to float
+    rounding (tested).
+    """
+
+    def __init__(self, lm: GPT2LMHeadModel, eot_id: int) -> None:
+        super().__init__()
+        self.lm = lm
+        self.eot_id = eot_id
+        self.heads = int(lm.config.n_head)
+        self.head_dim = int(lm.config.n_embd) // self.heads
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        b, hd = q.shape[0], self.head_dim
+        q = q.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        k = k.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        v = v.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        w = torch.matmul(q, k.transpose(-1, -2)) * self.scale + bias
+        o = torch.matmul(torch.softmax(w, dim=-1), v)
+        return o.transpose(1, 2).reshape(b, -1, self.heads * hd)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        tr = self.lm.transformer
+        mask = attention_mask.to(torch.long)
+        pos = (torch.cumsum(mask, dim=1) - 1).clamp(min=0)
+        h = tr.wte(input_ids) + tr.wpe(pos)
+        t = input_ids.shape[1]
+        neg = torch.finfo(h.dtype).min
+        keep = mask[:, None, None, :].to(torch.bool)  # [B, 1, 1, T] keys that are real tokens
+        causal = torch.ones(t, t, dtype=torch.bool, device=h.device).tril()[None, None]
+        full_bias = torch.where(causal & keep, 0.0, neg)  # [B, 1, T, T]
+        last_bias = torch.where(keep, 0.0, neg)  # [B, 1, 1, T]: the last query sees every key
+        blocks = list(tr.h)
+        for i, blk in enumerate(blocks):
+            last = i == len(blocks) - 1
+            a = blk.ln_1(h)
+            q, k, v = blk.attn.c_attn(a).split(a.shape[-1], dim=2)
+            if last:
+                h = h[:, -1:, :]
+                q = q[:, -1:, :]
+            o = self._attend(q, k, v, last_bias if last else full_bias)
+            h = h + blk.attn.c_proj(o)
+            h = h + blk.mlp(blk.ln_2(h))
+        logits = self.lm.lm_head(tr.ln_f(h[:, -1, :]))
         return torch.softmax(logits.float(), dim=-1)[:, self.eot_id]
 
 
