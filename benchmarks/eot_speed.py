@@ -1,8 +1,9 @@
 """End-of-turn latency: caesura's text model beside Pipecat Smart Turn v3.2 and LiveKit's local
 turn detector, each timed in its own subprocess (1 inference thread) in the same run.
 
-* caesura: ``EndOfTurnModel.predict`` (tokenisation included) on a dialogue of exactly the
-  model's context (128 tokens), ``num_threads=1``.
+* caesura: ``EndOfTurnModel.predict`` (tokenisation included) on a dialogue longer than the
+  model's context, so it reads a full 128 tokens, ``num_threads=1``; ``caesura-ctx96`` reads
+  the same dialogue through a 96-token window (``EndOfTurnModel.load(max_tokens=96)``).
 * Pipecat: ``LocalSmartTurnAnalyzerV3(cpu_count=1)._predict_endpoint`` on 8 s of speech
   (the bundled smart-turn-v3.2-cpu.onnx; Whisper features included).
 * LiveKit: ``livekit.local_inference.EOT().predict`` on 1.2 s of int16 speech (livekit-agents
@@ -65,11 +66,14 @@ def worker(name: str, iters: int) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rss0 = _rss_mb()
     info: dict = {}
-    if name == "caesura":
+    if name.startswith("caesura"):
         from caesura.eot import EndOfTurnModel  # noqa: PLC0415
 
+        # "caesura": the model's full context; "caesura-ctx96": the same long dialogue, read
+        # through a 96-token window (EndOfTurnModel.load(max_tokens=96))
+        max_tokens = 96 if name == "caesura-ctx96" else None
         t = time.perf_counter()
-        model = EndOfTurnModel.load(num_threads=1)
+        model = EndOfTurnModel.load(num_threads=1, max_tokens=max_tokens)
         info["load_ms"] = (time.perf_counter() - t) * 1e3
         turns = [
             {"role": "assistant", "content": "Sure, what time would you like the table for?"},
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.iters)))
         return 0
     rows = []
-    for name in ("caesura", "pipecat-smart-turn-v3.2", "livekit-local-eot"):
+    for name in ("caesura", "caesura-ctx96", "pipecat-smart-turn-v3.2", "livekit-local-eot"):
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", name, "--iters", str(args.iters)],
             capture_output=True,
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     base = next((r for r in rows if r["name"] == "caesura"), None)
     if base:
         for r in rows:
-            if r is not base:
+            if not r["name"].startswith("caesura"):
                 print(
                     f"  caesura p50 is {r['p50_ms'] / base['p50_ms']:.1f}x faster than {r['name']}"
                 )

@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-turns", type=int, default=3000, help="written user turns sampled")
     ap.add_argument("--lags", default="0,0.3,0.5")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--max-tokens", type=int, default=None, help="context window read (default: the model's)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -128,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"skipping benchmarks/eot_text.py: {exc}")
         return 0
-    model = EndOfTurnModel.load(args.model_path, num_threads=args.threads)
+    model = EndOfTurnModel.load(
+        args.model_path, num_threads=args.threads, max_tokens=args.max_tokens
+    )
     thr = model.unlikely_threshold("en")
     t0 = time.perf_counter()
     convs = sb.load_conversations(sw)
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     lines = [
         f"model {model.config.get('name')} ({args.model_path or 'bundled'}), "
-        f"shipped threshold {thr:.4f}"
+        f"shipped threshold {thr:.4f}, context {model.max_tokens} tokens"
     ]
     lines.append(
         f"Switchboard {args.split}: {len(convs)} conversations, {n_all} decision points"

@@ -24,6 +24,7 @@ from caesura.turn import (
     FlushSTT,
     Interruption,
     ProgressiveAudio,
+    ScorerFailed,
     SpeechStarted,
     SpeechStopped,
     TurnEngine,
@@ -32,6 +33,7 @@ from caesura.turn import (
     TurnPhase,
     TurnReopened,
 )
+from caesura.vad.batching import VADBatcher
 from caesura.vad.model import SileroVAD, VADStream
 from caesura.vad.offline import speech_timestamps
 from caesura.vad.segmenter import (
@@ -60,6 +62,7 @@ __all__ = [
     "ModelError",
     "ModelIntegrityError",
     "ProgressiveAudio",
+    "ScorerFailed",
     "Segmenter",
     "SegmenterOptions",
     "SileroVAD",
@@ -76,6 +79,7 @@ __all__ = [
     "UnsupportedLanguageError",
     "UnsupportedModelError",
     "UnsupportedSampleRateError",
+    "VADBatcher",
     "VADSession",
     "VADStream",
     "VADWindow",

@@ -16,6 +16,7 @@ from caesura.turn import (
     FlushSTT,
     Interruption,
     ProgressiveAudio,
+    ScorerFailed,
     SpeechStarted,
     SpeechStopped,
     TurnEngine,
@@ -310,11 +311,92 @@ def test_transcript_language_unsupported_falls_back_and_logs_once(caplog):
     assert sum("'fr'" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_bad_scorer_output_is_a_model_error():
-    eng = engine(lambda turns: 1.5, min_delay_ms=200)
+class Flaky:
+    """Raises (or answers) by a script of outcomes; records every call's text."""
+
+    def __init__(self, *outcomes: float | Exception):
+        self.outcomes = list(outcomes)
+        self.calls: list[str] = []
+
+    def __call__(self, turns):
+        self.calls.append(turns[-1]["content"])
+        out = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def test_scorer_failure_is_reported_once_and_the_turn_waits_for_max_delay(caplog):
+    boom = RuntimeError("model exploded")
+    sc = Flaky(boom)
+    eng = engine(
+        sc, min_delay_ms=400, fallback_delay_ms=500, max_delay_ms=1500, adapt_min_delay=False
+    )
+    (stop,) = of(utter(eng, None), SpeechStopped)
+    assert eng.push_transcript(COMPLETE, final=True) == []  # < min_delay: not scored yet
+    with caplog.at_level(logging.ERROR, logger="caesura.turn.engine"):
+        # one chunk: the scorer fails at min_delay, the rest of the chunk goes on
+        ev = eng.push_probabilities(silence(2000) + speech(400))
+    kinds = [e.kind for e in ev]
+    assert kinds.count("scorer_failed") == 1
+    (fail,) = of(ev, ScorerFailed)
+    assert fail.error is boom
+    assert fail.turn_id == 1
+    assert fail.transcript == COMPLETE
+    assert 400 <= (fail.sample - stop.end_sample) * 1000 / SR < 440  # first asked at min_delay
+    # no words evidence: neither cut at the 500 ms fallback nor retried on every window
+    (eot,) = of(ev, EndOfTurn)
+    assert eot.reason == "max_delay"
+    assert 1500 <= eot.delay_ms < 1540
+    assert eot.words_probability is None
+    assert eot.probability is None
+    assert eot.transcript == COMPLETE
+    assert sc.calls == [COMPLETE]
+    # the events after the failure in the same chunk were not lost
+    (st,) = of(ev, SpeechStarted)
+    assert ev.index(fail) < ev.index(eot) < ev.index(st)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert errors[0].exc_info[1] is boom
+
+
+def test_scorer_failure_is_retried_on_the_next_transcript_update():
+    sc = Flaky(RuntimeError("flaky"), 0.95)
+    eng = engine(
+        sc, min_delay_ms=200, fallback_delay_ms=500, max_delay_ms=3000, adapt_min_delay=False
+    )
     utter(eng, None)
-    with pytest.raises(ModelError, match="outside"):
-        eng.push_transcript(COMPLETE, final=True)  # 224 ms of silence: scored at once
+    ev = eng.push_transcript("table for", final=True)  # 224 ms of silence: scored at once
+    assert [e.kind for e in ev] == ["scorer_failed"]
+    ev = eng.push_probabilities(silence(640))  # past the fallback: still waiting
+    assert ev == []
+    assert sc.calls == ["table for"]
+    ev = eng.push_transcript("two please", final=True)  # new words: asked again
+    (eot,) = of(ev, EndOfTurn)
+    assert not of(ev, ScorerFailed)
+    assert eot.reason == "semantic"
+    assert eot.words_probability == 0.95
+    assert sc.calls == ["table for", "table for two please"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [(float("nan"), "outside"), (1.5, "outside"), (-0.1, "outside"), ("x", "not a number")],
+)
+def test_bad_scorer_output_is_reported_as_a_model_error(bad, match):
+    eng = engine(lambda turns: bad, min_delay_ms=200, fallback_delay_ms=400, max_delay_ms=1000)
+    utter(eng, None)
+    ev = eng.push_transcript(COMPLETE, final=True)  # 224 ms of silence: scored at once
+    (fail,) = of(ev, ScorerFailed)
+    assert isinstance(fail.error, ModelError)
+    assert match in str(fail.error)
+    assert not of(ev, EndOfTurn)
+    ev = run_until(eng, EndOfTurn)
+    assert not of(ev, ScorerFailed)  # reported once
+    (eot,) = of(ev, EndOfTurn)
+    assert eot.reason == "max_delay"
+    assert eot.delay_ms >= 1000
 
 
 def test_history_reaches_the_scorer():
@@ -358,6 +440,135 @@ def test_flush_closes_speech_and_decides():
     assert [e.kind for e in ev] == ["speech_stopped", "end_of_turn"]
     assert ev[0].reason == "flush"
     assert ev[1].reason == "flush"
+
+
+def test_flush_closes_external_vad_speech_too():
+    eng = engine(Scripted(SCORER))
+    eng.push_speech_start()
+    eng.advance_ms(640)
+    ev = eng.flush()
+    assert [e.kind for e in ev] == ["speech_stopped", "end_of_turn"]
+    assert ev[0].end_sample == eng.sample
+
+
+# ----------------------------------------------------------------------------- host control
+
+
+def test_commit_turn_while_paused_ends_it_now():
+    eng = engine(Scripted(SCORER))
+    eng.add_agent_message("Hello, how can I help?")
+    utter(eng, INCOMPLETE)  # incomplete words: the engine would wait
+    now = eng.sample
+    ev = eng.commit_turn()
+    assert [e.kind for e in ev] == ["end_of_turn"]
+    (eot,) = ev
+    assert eot.reason == "manual"
+    assert eot.transcript == INCOMPLETE
+    assert eot.turn_id == 1
+    assert eot.sample == now
+    assert eng.history[-1] == {"role": "user", "content": INCOMPLETE}
+    assert eng.phase is TurnPhase.IDLE
+    assert eng.commit_turn() == []  # nothing open any more
+    # the host's decision stands: speech soon after starts a new turn, no re-opening
+    ev = eng.push_probabilities(silence(320) + speech(400))
+    assert not of(ev, TurnReopened)
+    assert of(ev, SpeechStarted)[0].turn_id == 2
+    assert eng.history[-1] == {"role": "user", "content": INCOMPLETE}
+
+
+def test_commit_turn_while_speaking_stops_the_speech_first():
+    eng = engine(Scripted(SCORER))
+    eng.push_probabilities(silence(320) + speech(640))
+    eng.push_transcript("hello there", final=False)
+    assert eng.phase is TurnPhase.SPEAKING
+    ev = eng.commit_turn()
+    assert [e.kind for e in ev] == ["speech_stopped", "end_of_turn"]
+    stop, eot = ev
+    assert stop.reason == "flush"
+    assert stop.start_sample == n(320) * W
+    assert stop.end_sample == eng.sample
+    assert eot.reason == "manual"
+    assert eot.transcript == "hello there"
+    # the user goes on talking: that is new speech in a new turn
+    ev = eng.push_probabilities(speech(400))
+    (st,) = of(ev, SpeechStarted)
+    assert st.turn_id == 2
+    assert st.start_sample >= stop.end_sample
+
+
+def test_commit_turn_with_external_vad_and_during_barge_in():
+    eng = engine(Scripted(SCORER))
+    eng.push_speech_start()
+    eng.advance_ms(500)
+    ev = eng.commit_turn()
+    assert [e.kind for e in ev] == ["speech_stopped", "end_of_turn"]
+    assert ev[1].reason == "manual"
+    barge = _agent_talking()
+    assert of(barge.push_probabilities(speech(320)), SpeechStarted)[0].interrupt_response
+    ev = barge.commit_turn()
+    assert [e.kind for e in ev] == ["interruption", "speech_stopped", "end_of_turn"]
+    assert ev[0].reason == "manual"
+    assert ev[2].reason == "manual"
+    assert ev[2].turn_id == 2
+
+
+def test_commit_turn_without_an_open_turn_does_nothing():
+    eng = engine(Scripted(SCORER))
+    assert eng.commit_turn() == []
+    eng.push_probabilities(silence(640))
+    assert eng.commit_turn() == []
+    _ended(eng)  # the end of turn already fired
+    assert eng.phase is TurnPhase.ENDED
+    assert eng.commit_turn() == []
+    assert len(eng.history) == 1
+
+
+def test_clear_turn_discards_the_open_turn():
+    eng = engine(Scripted(SCORER), fallback_delay_ms=500, max_delay_ms=1000)
+    eng.add_agent_message("Hello, how can I help?")
+    history_before = eng.history
+    utter(eng, INCOMPLETE)
+    eng.push_transcript("for four", final=False)
+    assert eng.transcript == f"{INCOMPLETE} for four"
+    now, pauses = eng.sample, eng.user_pauses_s
+    assert eng.clear_turn() is None
+    assert eng.transcript == ""
+    assert eng.phase is TurnPhase.IDLE
+    assert eng.sample == now
+    assert eng.user_pauses_s == pauses
+    assert eng.history == history_before
+    ev = eng.push_probabilities(silence(5000))  # far past max_delay
+    assert ev == []
+    ev = eng.push_probabilities(speech(400))
+    assert not of(ev, TurnReopened)
+    assert of(ev, SpeechStarted)[0].turn_id == 2
+
+
+def test_clear_turn_while_speaking_drops_audio_and_fragments():
+    rng = np.random.default_rng(3)
+    eng = TurnEngine(TurnOptions(stitch_ms=1500, min_speech_ms=250), scorer=Scripted(SCORER))
+    probs = silence(320) + speech(640)
+    eng.push_probabilities(probs, rng.standard_normal(len(probs) * W).astype(np.float32))
+    assert eng.phase is TurnPhase.SPEAKING
+    assert eng.buffered_audio_samples > 0
+    eng.clear_turn()
+    assert eng.buffered_audio_samples == 0
+    assert eng.phase is TurnPhase.IDLE
+    # the speech goes on: it is confirmed anew, as a new turn (min_speech_ms again)
+    ev = eng.push_probabilities(speech(320) + silence(224))
+    (st,) = of(ev, SpeechStarted)
+    assert st.turn_id == 2
+    assert st.start_sample == n(320 + 640) * W
+    assert [e.kind for e in ev] == ["speech_started", "speech_stopped", "flush_stt"]
+    # a held short fragment is dropped too: alone, the next one does not reach min_speech
+    frag = speech(128) + silence(256)
+    stitched = engine(stitch_ms=1500, min_speech_ms=250)
+    assert stitched.push_probabilities(silence(320) + frag) == []
+    stitched.clear_turn()
+    assert of(stitched.push_probabilities(frag), SpeechStarted) == []
+    kept = engine(stitch_ms=1500, min_speech_ms=250)
+    kept.push_probabilities(silence(320) + frag)
+    assert of(kept.push_probabilities(frag), SpeechStarted)  # without the clear: stitched
 
 
 # ----------------------------------------------------------------------------- re-opening

@@ -70,6 +70,12 @@ class EotScorer(nn.Module):
         return torch.softmax(logits.float(), dim=-1)[:, self.eot_id]
 
 
+def _dense(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's ``Conv1D`` (weight ``[in, out]``) as MatMul + Add on the 3-D tensor: exports
+    without the flatten/unflatten reshapes around a Gemm."""
+    return torch.matmul(x, conv.weight) + conv.bias
+
+
 class LastPositionScorer(nn.Module):
     """The same P(<|eot|>) as :class:`EotScorer`, written out for export.
 
@@ -114,13 +120,13 @@ class LastPositionScorer(nn.Module):
         for i, blk in enumerate(blocks):
             last = i == len(blocks) - 1
             a = blk.ln_1(h)
-            q, k, v = blk.attn.c_attn(a).split(a.shape[-1], dim=2)
+            q, k, v = _dense(blk.attn.c_attn, a).split(a.shape[-1], dim=2)
             if last:
                 h = h[:, -1:, :]
                 q = q[:, -1:, :]
             o = self._attend(q, k, v, last_bias if last else full_bias)
-            h = h + blk.attn.c_proj(o)
-            h = h + blk.mlp(blk.ln_2(h))
+            h = h + _dense(blk.attn.c_proj, o)
+            h = h + _dense(blk.mlp.c_proj, blk.mlp.act(_dense(blk.mlp.c_fc, blk.ln_2(h))))
         logits = self.lm.lm_head(tr.ln_f(h[:, -1, :]))
         return torch.softmax(logits.float(), dim=-1)[:, self.eot_id]
 

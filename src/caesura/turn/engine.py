@@ -11,8 +11,15 @@ same events. Feed it
   :meth:`TurnEngine.response_started`, :meth:`TurnEngine.response_committed`,
   :meth:`TurnEngine.add_agent_message`);
 * time without audio (:meth:`TurnEngine.advance`: silence, so delays still elapse);
+* the host's own decisions about the open turn (:meth:`TurnEngine.commit_turn`,
+  :meth:`TurnEngine.clear_turn`, :meth:`TurnEngine.flush`);
 
 and every call returns the :mod:`~caesura.turn.events` it caused, in order.
+
+A failing end-of-turn scorer never escapes from the engine and is never taken for an answer:
+it is logged, reported as :class:`~caesura.turn.events.ScorerFailed`, and the turn it
+failed on ends at ``max_delay_ms`` (the user is not cut off early); the rest of the input
+is processed as usual.
 
 Layering: speech segments come from :class:`~caesura.vad.segmenter.Segmenter` (thresholds,
 hysteresis, hangover, pre-roll, padding, max-speech split), run with its ``min_speech_ms``
@@ -30,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +50,7 @@ from caesura.turn.events import (
     FlushSTT,
     Interruption,
     ProgressiveAudio,
+    ScorerFailed,
     SpeechStarted,
     SpeechStopped,
     TurnEvent,
@@ -132,7 +140,11 @@ class TurnEngine:
         options: :class:`~caesura.turn.TurnOptions` (defaults when ``None``).
         scorer: P(end | words): a callable ``scorer(turns) -> float`` or an object with
             ``predict(turns)`` (e.g. ``caesura.eot.EndOfTurnModel.load()``); ``None`` for
-            silence-only endpointing (``fallback_delay_ms``).
+            silence-only endpointing (``fallback_delay_ms``). If it raises (any
+            ``Exception``) or returns something other than a number in [0, 1], the engine
+            logs it, emits :class:`~caesura.turn.events.ScorerFailed` once for those words
+            and lets that turn end at ``max_delay_ms``; it retries on the next transcript
+            update.
         vad: a :class:`~caesura.vad.model.SileroVAD` for :meth:`push_audio` (not needed with
             :meth:`push_probabilities`).
         sample_rate: the model rate and clock of the engine (16000 or 8000).
@@ -289,6 +301,8 @@ class TurnEngine:
         self._score_key: tuple[Any, ...] | None = None
         self._score_value: float | None = None
         self._score_ms: float | None = None
+        self._transcript_rev = 0  # counts transcript updates (a failed scoring retries on one)
+        self._failed_key: tuple[Any, ...] | None = None  # the input the scorer last failed on
         self._refresh_adaptation()
 
     # ================================================================== inputs
@@ -367,6 +381,7 @@ class TurnEngine:
         if language:
             self._language = language
         self._words_fresh = True
+        self._transcript_rev += 1
         if final:
             if text:
                 self._finals.append(text)
@@ -474,15 +489,85 @@ class TurnEngine:
             probs, windows = self._vad_stream.flush(return_audio=True)
             events += self._windows(np.asarray(probs, dtype=np.float64), windows.reshape(-1))
             self._vad_stream.reset()
-        for ev in self._segmenter.flush():
-            self._on_segment_event(ev, events)
-        self._cand_open = False
-        self._held.clear()
+        self._close_speech(events)
         if self._overlap is not None:
             self._resolve_backchannel(events)
         if self._phase in (TurnPhase.SPEAKING, TurnPhase.PAUSED):
             self._fire("flush", None, None, events)
         return events
+
+    def commit_turn(self) -> list[TurnEvent]:
+        """The host ends the open user turn now (like LiveKit's ``commit_user_turn()``, e.g.
+        push-to-talk released): :class:`~caesura.turn.events.EndOfTurn` with
+        ``reason="manual"``, whatever the words and the silence say.
+
+        Ongoing speech is closed first (:class:`~caesura.turn.events.SpeechStopped`,
+        ``reason="flush"``); a barge-in still undecided becomes an
+        :class:`~caesura.turn.events.Interruption` (``reason="manual"``). The turn's words
+        join the history as usual, but a committed turn does not reopen: speech after it
+        starts a new turn. The VAD stream and the clock go on untouched (audio already given
+        stays scored; nothing is padded). Returns ``[]`` when no turn is open (idle, or its
+        end of turn already fired).
+        """
+        events: list[TurnEvent] = []
+        if self._phase not in (TurnPhase.SPEAKING, TurnPhase.PAUSED):
+            return events
+        if self._overlap is not None:
+            self._resolve_interruption("manual", events)
+        self._close_speech(events)
+        self._fire("manual", None, None, events)
+        self._phase = TurnPhase.IDLE  # the host's decision: no speculative re-opening
+        return events
+
+    def clear_turn(self) -> None:
+        """The host discards the open user turn (like LiveKit's ``clear_user_turn()``): its
+        transcript (final and interim words), pending short fragments and buffered audio
+        are dropped, no :class:`~caesura.turn.events.EndOfTurn` ever fires for it, and the
+        history is left as it was. The phase goes back to idle; the next speech starts a new
+        turn. The clock, the history and the user's pause adaptation are unchanged, and so
+        is an ended turn (only an open turn, speaking or paused, is discarded).
+
+        Words the recogniser still delivers afterwards for the discarded speech would open a
+        new turn: reset or clear the recogniser's stream too.
+        """
+        self._segmenter.flush()  # drop the open segment without reporting it
+        self._cand_open = False
+        self._cand_confirmed = False
+        self._held.clear()
+        self._audio.clear()
+        if self._phase not in (TurnPhase.SPEAKING, TurnPhase.PAUSED):
+            return
+        self._phase = TurnPhase.IDLE
+        self._turn_open = False
+        self._finals = []
+        self._interim = ""
+        self._words_fresh = False
+        self._overlap = None
+        self._score_key = None
+        self._failed_key = None
+
+    def _close_speech(self, events: list[TurnEvent]) -> None:
+        """Close open speech now (:class:`SpeechStopped`, ``reason="flush"``) and drop
+        unconfirmed candidates; the VAD stream is left alone."""
+        for ev in self._segmenter.flush():
+            self._on_segment_event(ev, events)
+        self._cand_open = False
+        self._cand_confirmed = False
+        self._held.clear()
+        if self._phase is TurnPhase.SPEAKING:
+            # speech reported by an external VAD (push_speech_start): the segmenter had none
+            self._speech_stopped(
+                SpeechEnd(
+                    start_sample=self._speech_start,
+                    end_sample=max(self._now, self._speech_start),
+                    detected_sample=self._now,
+                    sample_rate=self.sample_rate,
+                    reason="flush",
+                    audio_start_sample=self._speech_start,
+                    audio_end_sample=self._speech_start,
+                ),
+                events,
+            )
 
     # ================================================================== window loop
     def _windows(
@@ -608,6 +693,7 @@ class TurnEngine:
         self._response_started = False
         self._response_committed = False
         self._score_key = None
+        self._failed_key = None
 
     def _reopen_window_ms(self) -> float:
         o = self._opts
@@ -749,7 +835,9 @@ class TurnEngine:
         elif ended is not None and self._to_ms(self._now - ended) >= self._opts.backchannel_wait_ms:
             self._resolve_backchannel(events)
 
-    def _resolve_interruption(self, reason: str, events: list[TurnEvent]) -> None:
+    def _resolve_interruption(
+        self, reason: Literal["words", "duration", "manual"], events: list[TurnEvent]
+    ) -> None:
         assert self._overlap is not None
         self._overlap = None
         events.append(
@@ -757,7 +845,7 @@ class TurnEngine:
                 self._now,
                 self.sample_rate,
                 turn_id=self._turn_id,
-                reason="words" if reason == "words" else "duration",
+                reason=reason,
                 transcript=self.transcript,
             )
         )
@@ -806,15 +894,17 @@ class TurnEngine:
             self._survival = self._base_survival
             self._min_delay_ms = float(o.min_delay_ms)
 
-    def _words_probability(self) -> float | None:
-        """P(end | words), or None when there is nothing (current) to score: no scorer, no
-        words, an unsupported language, or no transcript update since the user last started
-        speaking (the words would be stale: the recogniser has not caught up)."""
+    def _words_probability(self, events: list[TurnEvent]) -> tuple[float | None, bool]:
+        """``(P(end | words), failed)``. P is None when there is nothing (current) to score:
+        no scorer, no words, an unsupported language, or no transcript update since the user
+        last started speaking (the words would be stale: the recogniser has not caught up);
+        or when the scorer failed on these words (``failed``: reported once as
+        :class:`ScorerFailed`, not retried before the next transcript update)."""
         if self._predict is None or not self._words_fresh:
-            return None
+            return None, False
         text = self.transcript
         if not normalise_words(text):
-            return None
+            return None, False
         lang = self._language
         if (
             lang is not None
@@ -829,26 +919,47 @@ class TurnEngine:
                     lang,
                     self._opts.fallback_delay_ms,
                 )
-            return None
+            return None, False
         key = (len(self._history), tuple(t["content"] for t in self._history[-2:]), text, lang)
-        if key != self._score_key:
-            ctx = (
-                self._history[-(self._opts.max_history_turns - 1) :]
-                if (self._opts.max_history_turns > 1)
-                else []
+        if key == self._score_key:
+            return self._score_value, False
+        failed_key = (self._transcript_rev, *key)
+        if failed_key == self._failed_key:
+            return None, True
+        ctx = (
+            self._history[-(self._opts.max_history_turns - 1) :]
+            if (self._opts.max_history_turns > 1)
+            else []
+        )
+        turns = [*ctx, {"role": "user", "content": text}]
+        t0 = time.perf_counter()
+        try:
+            value = _probability(self._predict(turns))
+        except Exception as exc:  # a model failure is reported, never taken for an answer
+            self._failed_key = failed_key
+            self._score_key = None
+            logger.error(
+                "end-of-turn scorer failed on turn %d (%r): no words evidence, the turn ends "
+                "at max_delay (%.0f ms): %s",
+                self._turn_id,
+                text,
+                self._opts.max_delay_ms,
+                exc,
+                exc_info=exc,
             )
-            turns = [*ctx, {"role": "user", "content": text}]
-            t0 = time.perf_counter()
-            p = self._predict(turns)
-            self._score_ms = (time.perf_counter() - t0) * 1000.0
-            try:
-                value = float(p)
-            except (TypeError, ValueError):
-                raise ModelError(f"end-of-turn scorer returned {p!r}, not a number") from None
-            if not 0.0 <= value <= 1.0:
-                raise ModelError(f"end-of-turn scorer returned {value!r}, outside [0, 1]")
-            self._score_key, self._score_value = key, value
-        return self._score_value
+            events.append(
+                ScorerFailed(
+                    self._now,
+                    self.sample_rate,
+                    turn_id=self._turn_id,
+                    transcript=text,
+                    error=exc,
+                )
+            )
+            return None, True
+        self._score_ms = (time.perf_counter() - t0) * 1000.0
+        self._score_key, self._score_value = key, value
+        return value, False
 
     def _tick(self, events: list[TurnEvent]) -> None:
         if self._phase is TurnPhase.ENDED:
@@ -860,15 +971,16 @@ class TurnEngine:
         o = self._opts
         t_ms = self._to_ms(self._now - self._silence_start)
         if t_ms >= o.max_delay_ms:
-            p = self._words_probability()
+            p, _ = self._words_probability(events)
             post = None if p is None else self._posterior(p, t_ms)
             self._fire("max_delay", post, p, events)
             return
         if t_ms < self._min_delay_ms:
             return
-        p = self._words_probability()
+        p, failed = self._words_probability(events)
         if p is None:
-            if t_ms >= o.fallback_delay_ms:
+            # no words: silence-only endpointing; failed scoring: wait for max_delay_ms
+            if not failed and t_ms >= o.fallback_delay_ms:
                 self._fire("silence", None, None, events)
             return
         if o.wait_for_final and self._interim:
@@ -925,6 +1037,17 @@ class TurnEngine:
 
 def _join(finals: Sequence[str], interim: str) -> str:
     return " ".join([*finals, interim] if interim else finals)
+
+
+def _probability(p: object) -> float:
+    """The scorer's answer as a probability, or a :class:`ModelError`."""
+    try:
+        value = float(p)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"end-of-turn scorer returned {p!r}, not a number") from exc
+    if not 0.0 <= value <= 1.0:
+        raise ModelError(f"end-of-turn scorer returned {value!r}, outside [0, 1]")
+    return value
 
 
 def _scorer_functions(

@@ -19,6 +19,7 @@ __all__ = [
     "FlushSTT",
     "Interruption",
     "ProgressiveAudio",
+    "ScorerFailed",
     "SpeechStarted",
     "SpeechStopped",
     "TurnEvent",
@@ -27,7 +28,7 @@ __all__ = [
 
 Float32Array = npt.NDArray[np.float32]
 
-EndOfTurnReason = Literal["semantic", "silence", "max_delay", "flush"]
+EndOfTurnReason = Literal["semantic", "silence", "max_delay", "flush", "manual"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,12 +69,13 @@ class SpeechStarted(_Event):
 
 @dataclass(frozen=True, eq=False)
 class SpeechStopped(_Event):
-    """The user stopped speaking (``min_silence_ms`` of silence; or a forced split / flush).
+    """The user stopped speaking (``min_silence_ms`` of silence; or a forced split / close).
 
     Speech spans ``[start_sample, end_sample)`` (unpadded); ``audio`` spans
     ``[audio_start_sample, audio_start_sample + len(audio))``: pre-roll + speech + padding.
     ``reason`` is ``"silence"``, ``"max_speech"`` (a forced split: speech goes on, the turn
-    stays open) or ``"flush"``.
+    stays open) or ``"flush"`` (speech closed by the host: ``TurnEngine.flush()`` or
+    ``TurnEngine.commit_turn()``).
     """
 
     turn_id: int
@@ -112,7 +114,9 @@ class EndOfTurn(_Event):
     silence elapsed since the end of speech, ``min_delay_ms`` the (user-adapted) minimum
     delay in force, ``reason`` why it fired: ``"semantic"`` (the fused probability passed the
     threshold), ``"silence"`` (no words/scorer: ``fallback_delay_ms`` of silence),
-    ``"max_delay"`` (``max_delay_ms`` reached) or ``"flush"`` (end of input).
+    ``"max_delay"`` (``max_delay_ms`` reached; also the end of a turn whose words the scorer
+    failed on, see :class:`ScorerFailed`), ``"flush"`` (end of input) or ``"manual"`` (the
+    host committed the turn: ``TurnEngine.commit_turn()``).
     ``scorer_ms`` is the wall time the scorer took for these words (a metric for hosts such
     as Pipecat; decisions never depend on wall time), ``None`` when nothing was scored.
     """
@@ -144,11 +148,12 @@ class TurnReopened(_Event):
 class Interruption(_Event):
     """User speech while the agent speaks is a real barge-in: stop the agent.
 
-    ``reason`` is ``"words"`` (the transcript holds more than backchannel words) or
-    ``"duration"`` (speech went on longer than ``backchannel_max_ms``)."""
+    ``reason`` is ``"words"`` (the transcript holds more than backchannel words),
+    ``"duration"`` (speech went on longer than ``backchannel_max_ms``) or ``"manual"`` (the
+    host committed the turn before the engine decided: ``TurnEngine.commit_turn()``)."""
 
     turn_id: int
-    reason: Literal["words", "duration"]
+    reason: Literal["words", "duration", "manual"]
     transcript: str
     kind: Literal["interruption"] = field(default="interruption", init=False)
 
@@ -179,6 +184,24 @@ class ProgressiveAudio(_Event):
     kind: Literal["progressive_audio"] = field(default="progressive_audio", init=False)
 
 
+@dataclass(frozen=True, eq=False)
+class ScorerFailed(_Event):
+    """The end-of-turn scorer failed on the turn's words: it raised, or returned something
+    other than a number in [0, 1] (then ``error`` is a :class:`~caesura.errors.ModelError`).
+
+    Reported once per failing input (the history and this transcript); the engine also logs
+    it at ERROR with the traceback and does not call the scorer again for the same words.
+    The turn then has no words evidence and is never cut short: it ends at ``max_delay_ms``
+    (:class:`EndOfTurn` with ``reason="max_delay"``), not at the silence-only
+    ``fallback_delay_ms``, unless a new transcript update is scored successfully first.
+    """
+
+    turn_id: int
+    transcript: str
+    error: BaseException
+    kind: Literal["scorer_failed"] = field(default="scorer_failed", init=False)
+
+
 TurnEvent = (
     SpeechStarted
     | SpeechStopped
@@ -188,4 +211,5 @@ TurnEvent = (
     | Interruption
     | Backchannel
     | ProgressiveAudio
+    | ScorerFailed
 )

@@ -57,7 +57,8 @@ class TurnOptions:
       ``adapt_max_factor``; ``adapt_prior_pauses`` pseudo-pauses of the population curve
       weigh against the user's pauses, which also personalise the survival curve.
     * ``fallback_delay_ms`` (800): silence-only endpointing when there are no words to score
-      (no scorer, unsupported language, or no transcript yet).
+      (no scorer, unsupported language, or no transcript yet). Not when the scorer *failed*
+      on the words: that turn ends at ``max_delay_ms`` (see :class:`ScorerFailed`).
     * ``wait_for_final`` (True): while an interim transcript is pending, do not decide on
       words (only ``max_delay_ms`` fires).
     * ``logit_scale``: recalibration of the scorer's log-odds before fusion.

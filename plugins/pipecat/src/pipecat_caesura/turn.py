@@ -94,10 +94,11 @@ class TurnDecision:
 class _TimedScorer:
     """Wraps the scorer so that every inference is recorded (runs on the worker thread).
 
-    A failing inference must not escape into the engine's window loop (it would stop half-way
-    and fail again on every window). It is logged once per text, reported to the pipeline as
-    a non-fatal ``ErrorFrame``, and scored 0.0 -- "no evidence the turn is over" -- so that
-    the turn ends at ``max_delay`` at the latest and the user is never cut off.
+    A failing inference is handled here rather than left to the engine (which would report it
+    as ``ScorerFailed`` and likewise end the turn at ``max_delay``): it is logged once per
+    text, reported to the pipeline as a non-fatal ``ErrorFrame``, and scored 0.0 -- "no
+    evidence the turn is over" -- so that the turn ends at ``max_delay`` at the latest and
+    the user is never cut off.
     """
 
     def __init__(self, predict: Callable[[Sequence[ChatTurn]], float]) -> None:
