@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -35,7 +35,15 @@ from caesura.errors import CaesuraError
 from caesura.vad.model import SileroVAD
 from caesura.vad.offline import TimestampOptions, speech_timestamps
 
-__all__ = ["AUDIO_SUFFIXES", "COMMANDS", "Command", "configure", "main", "run"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "COMMANDS",
+    "Command",
+    "add_vad_options",
+    "configure",
+    "main",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +137,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def add_vad_options(
+    group: argparse._ActionsContainer,
+    *,
+    threshold: float,
+    min_speech_ms: float,
+    min_silence_ms: float,
+    speech_pad_ms: float,
+    max_speech_s: float,
+    help_texts: Mapping[str, str] | None = None,
+) -> None:
+    """Add the VAD flags ``caesura segment`` and ``caesura serve`` share to ``group``.
+
+    ``--threshold``, ``--neg-threshold`` (default ``None``: derived from the threshold),
+    ``--min-speech-ms``, ``--min-silence-ms``, ``--speech-pad-ms`` and ``--max-speech-s``, all
+    floats; dests are the flag names in snake case. The defaults differ per command (offline
+    silero-compatible vs realtime), so they are arguments; ``help_texts`` replaces or adds the help
+    text of a flag, keyed by its dest.
+    """
+    texts: dict[str, str | None] = {
+        "threshold": "speech threshold",
+        "neg_threshold": "exit threshold (default: max(threshold - 0.15, 0.01))",
+        "min_speech_ms": None,
+        "min_silence_ms": None,
+        "speech_pad_ms": None,
+        "max_speech_s": None,
+    }
+    unknown = sorted(set(help_texts or {}) - set(texts))
+    if unknown:
+        raise ValueError(f"no VAD flag(s) {unknown}; known: {sorted(texts)}")
+    texts.update(help_texts or {})
+    defaults: dict[str, float | None] = {
+        "threshold": threshold,
+        "neg_threshold": None,
+        "min_speech_ms": min_speech_ms,
+        "min_silence_ms": min_silence_ms,
+        "speech_pad_ms": speech_pad_ms,
+        "max_speech_s": max_speech_s,
+    }
+    for dest, default in defaults.items():
+        group.add_argument(
+            "--" + dest.replace("_", "-"), type=float, default=default, help=texts[dest]
+        )
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``caesura segment`` (defaults: silero-vad's ``get_speech_timestamps``)."""
     d = TimestampOptions()
@@ -148,21 +200,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "default: stdout",
     )
     g = parser.add_argument_group("VAD options")
-    g.add_argument("--threshold", type=float, default=d.threshold, help="speech threshold")
-    g.add_argument(
-        "--neg-threshold",
-        type=float,
-        default=None,
-        help="exit threshold (default: max(threshold - 0.15, 0.01))",
-    )
-    g.add_argument("--min-speech-ms", type=float, default=d.min_speech_duration_ms)
-    g.add_argument("--min-silence-ms", type=float, default=d.min_silence_duration_ms)
-    g.add_argument("--speech-pad-ms", type=float, default=d.speech_pad_ms)
-    g.add_argument(
-        "--max-speech-s",
-        type=float,
-        default=d.max_speech_duration_s,
-        help="split longer segments at their longest pause (default: no limit)",
+    add_vad_options(
+        g,
+        threshold=d.threshold,
+        min_speech_ms=d.min_speech_duration_ms,
+        min_silence_ms=d.min_silence_duration_ms,
+        speech_pad_ms=d.speech_pad_ms,
+        max_speech_s=d.max_speech_duration_s,
+        help_texts={
+            "max_speech_s": "split longer segments at their longest pause (default: no limit)"
+        },
     )
     g.add_argument(
         "--compat",

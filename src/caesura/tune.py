@@ -1145,6 +1145,78 @@ def _pyplot() -> Any:
     return plt
 
 
+#: The swept :class:`SettingResult` fields and the :class:`TuneGrid` field listing their values.
+_SWEPT: dict[str, str] = {
+    "threshold": "thresholds",
+    "min_silence_ms": "min_silence_ms",
+    "min_speech_ms": "min_speech_ms",
+    "pre_roll_ms": "pre_roll_ms",
+}
+
+
+def _sweep_panel(
+    ax: Any,
+    report: TuneReport,
+    cmap: Any,
+    *,
+    sweep: str,
+    curves: str,
+    curve_label: Callable[[float], str],
+    x: Callable[[SettingResult], float],
+    y: Callable[[SettingResult], float],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    annotate: bool = False,
+    star_label: str | None = None,
+    hline: float | None = None,
+) -> None:
+    """One trade-off panel: ``sweep`` varies along each curve, one curve per ``curves`` value.
+
+    The other two swept settings are held at the recommended setting's values, which is
+    marked with a red star; with ``annotate`` the points of the recommended curve are labelled
+    with their ``sweep`` value, and ``hline`` draws a dashed grey limit.
+    """
+    rec = report.recommended
+    fixed = [f for f in _SWEPT if f not in (sweep, curves)]
+    values: tuple[float, ...] = getattr(report.grid, _SWEPT[curves])
+    for i, v in enumerate(values):
+        pts = sorted(
+            (
+                r
+                for r in report.results
+                if getattr(r, curves) == v and all(getattr(r, f) == getattr(rec, f) for f in fixed)
+            ),
+            key=lambda r: getattr(r, sweep),
+        )
+        ax.plot(
+            [x(r) for r in pts],
+            [y(r) for r in pts],
+            "o-",
+            ms=3,
+            color=cmap(i / max(1, len(values) - 1)),
+            label=curve_label(v),
+        )
+        if annotate and v == getattr(rec, curves):
+            for r in pts:
+                ax.annotate(
+                    f"{getattr(r, sweep):g}",
+                    (x(r), y(r)),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+    star: dict[str, Any] = {} if star_label is None else {"label": star_label}
+    ax.plot([x(rec)], [y(rec)], "r*", ms=14, **star)
+    if hline is not None:
+        ax.axhline(hline, color="grey", ls="--", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def plot_tradeoff(report: TuneReport, path: str | os.PathLike[str]) -> Path:
     """Write a PNG of the trade-offs around the recommended setting; returns its path.
 
@@ -1154,146 +1226,73 @@ def plot_tradeoff(report: TuneReport, path: str | os.PathLike[str]) -> Path:
     """
     plt = _pyplot()
     rec = report.recommended
-    res = report.results
-    g = report.grid
     out = Path(path)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
     cmap = plt.get_cmap("viridis")
 
-    def color(i: int, n: int) -> Any:
-        return cmap(i / max(1, n - 1))
+    def per_threshold(thr: float) -> str:
+        return f"threshold {thr:g}"
 
     # 1. precision / recall over threshold, one curve per min speech
-    ax = axes[0, 0]
-    for i, spk in enumerate(g.min_speech_ms):
-        pts = sorted(
-            (
-                r
-                for r in res
-                if r.min_speech_ms == spk
-                and r.min_silence_ms == rec.min_silence_ms
-                and r.pre_roll_ms == rec.pre_roll_ms
-            ),
-            key=lambda r: r.threshold,
-        )
-        ax.plot(
-            [r.frame_recall for r in pts],
-            [r.frame_precision for r in pts],
-            "o-",
-            ms=3,
-            color=color(i, len(g.min_speech_ms)),
-            label=f"min speech {spk:g} ms",
-        )
-        if spk == rec.min_speech_ms:
-            for r in pts:
-                ax.annotate(
-                    f"{r.threshold:g}",
-                    (r.frame_recall, r.frame_precision),
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-    ax.plot([rec.frame_recall], [rec.frame_precision], "r*", ms=14, label="recommended")
-    ax.set_xlabel("frame recall")
-    ax.set_ylabel("frame precision")
-    ax.set_title(f"threshold sweep (hangover {rec.min_silence_ms:g} ms)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
+    _sweep_panel(
+        axes[0, 0],
+        report,
+        cmap,
+        sweep="threshold",
+        curves="min_speech_ms",
+        curve_label=lambda spk: f"min speech {spk:g} ms",
+        x=lambda r: r.frame_recall,
+        y=lambda r: r.frame_precision,
+        xlabel="frame recall",
+        ylabel="frame precision",
+        title=f"threshold sweep (hangover {rec.min_silence_ms:g} ms)",
+        annotate=True,
+        star_label="recommended",
+    )
     # 2. latency vs cuts over hangover, one curve per threshold
-    ax = axes[0, 1]
-    for i, thr in enumerate(g.thresholds):
-        pts = sorted(
-            (
-                r
-                for r in res
-                if r.threshold == thr
-                and r.min_speech_ms == rec.min_speech_ms
-                and r.pre_roll_ms == rec.pre_roll_ms
-            ),
-            key=lambda r: r.min_silence_ms,
-        )
-        ax.plot(
-            [r.eos_latency_ms for r in pts],
-            [r.cuts_per_min for r in pts],
-            "o-",
-            ms=3,
-            color=color(i, len(g.thresholds)),
-            label=f"threshold {thr:g}",
-        )
-        if thr == rec.threshold:
-            for r in pts:
-                ax.annotate(
-                    f"{r.min_silence_ms:g}",
-                    (r.eos_latency_ms, r.cuts_per_min),
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-    ax.plot([rec.eos_latency_ms], [rec.cuts_per_min], "r*", ms=14)
-    ax.set_xlabel("median end-of-speech latency (ms)")
-    ax.set_ylabel("cuts per minute of speech")
-    ax.set_title("hangover sweep (labels: hangover ms)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
+    _sweep_panel(
+        axes[0, 1],
+        report,
+        cmap,
+        sweep="min_silence_ms",
+        curves="threshold",
+        curve_label=per_threshold,
+        x=lambda r: r.eos_latency_ms,
+        y=lambda r: r.cuts_per_min,
+        xlabel="median end-of-speech latency (ms)",
+        ylabel="cuts per minute of speech",
+        title="hangover sweep (labels: hangover ms)",
+        annotate=True,
+    )
     # 3. clip rate vs pre-roll, one curve per threshold
-    ax = axes[1, 0]
-    for i, thr in enumerate(g.thresholds):
-        pts = sorted(
-            (
-                r
-                for r in res
-                if r.threshold == thr
-                and r.min_speech_ms == rec.min_speech_ms
-                and r.min_silence_ms == rec.min_silence_ms
-            ),
-            key=lambda r: r.pre_roll_ms,
-        )
-        ax.plot(
-            [r.pre_roll_ms for r in pts],
-            [100 * r.clip_rate for r in pts],
-            "o-",
-            ms=3,
-            color=color(i, len(g.thresholds)),
-            label=f"threshold {thr:g}",
-        )
-    ax.plot([rec.pre_roll_ms], [100 * rec.clip_rate], "r*", ms=14)
-    if report.max_clip_rate is not None:
-        ax.axhline(100 * report.max_clip_rate, color="grey", ls="--", lw=1)
-    ax.set_xlabel("pre-roll (ms)")
-    ax.set_ylabel(f"first-word clip rate (%, first {report.scoring.clip_ms:g} ms)")
-    ax.set_title("pre-roll sweep")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
+    _sweep_panel(
+        axes[1, 0],
+        report,
+        cmap,
+        sweep="pre_roll_ms",
+        curves="threshold",
+        curve_label=per_threshold,
+        x=lambda r: r.pre_roll_ms,
+        y=lambda r: 100 * r.clip_rate,
+        xlabel="pre-roll (ms)",
+        ylabel=f"first-word clip rate (%, first {report.scoring.clip_ms:g} ms)",
+        title="pre-roll sweep",
+        hline=None if report.max_clip_rate is None else 100 * report.max_clip_rate,
+    )
     # 4. false triggers vs min speech, one curve per threshold
-    ax = axes[1, 1]
-    for i, thr in enumerate(g.thresholds):
-        pts = sorted(
-            (
-                r
-                for r in res
-                if r.threshold == thr
-                and r.min_silence_ms == rec.min_silence_ms
-                and r.pre_roll_ms == rec.pre_roll_ms
-            ),
-            key=lambda r: r.min_speech_ms,
-        )
-        ax.plot(
-            [r.min_speech_ms for r in pts],
-            [r.false_triggers_per_min for r in pts],
-            "o-",
-            ms=3,
-            color=color(i, len(g.thresholds)),
-            label=f"threshold {thr:g}",
-        )
-    ax.plot([rec.min_speech_ms], [rec.false_triggers_per_min], "r*", ms=14)
-    ax.set_xlabel("min speech (ms)")
-    ax.set_ylabel("false triggers per minute")
-    ax.set_title("min speech sweep")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _sweep_panel(
+        axes[1, 1],
+        report,
+        cmap,
+        sweep="min_speech_ms",
+        curves="threshold",
+        curve_label=per_threshold,
+        x=lambda r: r.min_speech_ms,
+        y=lambda r: r.false_triggers_per_min,
+        xlabel="min speech (ms)",
+        ylabel="false triggers per minute",
+        title="min speech sweep",
+    )
 
     fig.suptitle(
         f"caesura tune ({report.objective}): threshold {rec.threshold:g}, hangover "

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from caesura import cli as caesura_cli
 from caesura.errors import InvalidOptionError
 from caesura.server.auth import check_token, extract_token
 from caesura.server.cli import add_serve_arguments, config_from_args
@@ -49,6 +50,48 @@ def test_env_and_flags():
     assert cfg.stream.min_silence_ms == 800
     args = parser.parse_args([])
     assert config_from_args(args, env={"VAD_LISTEN": "0.0.0.0:1"}).port == 1
+
+
+def _vad_flags(parser: argparse.ArgumentParser, title: str) -> dict[str, tuple[str, object]]:
+    group = next(g for g in parser._action_groups if g.title == title)
+    return {a.option_strings[0]: (a.dest, a.default) for a in group._group_actions}
+
+
+def test_segment_and_serve_share_the_vad_flags():
+    segment = argparse.ArgumentParser()
+    caesura_cli.configure(segment)
+    serve = add_serve_arguments(argparse.ArgumentParser())
+    seg = _vad_flags(segment, "VAD options")
+    srv = _vad_flags(serve, "realtime VAD defaults (clients may override per connection)")
+    shared = {
+        "--threshold": "threshold",
+        "--neg-threshold": "neg_threshold",
+        "--min-speech-ms": "min_speech_ms",
+        "--min-silence-ms": "min_silence_ms",
+        "--speech-pad-ms": "speech_pad_ms",
+        "--max-speech-s": "max_speech_s",
+    }
+    for flags in (seg, srv):
+        assert {flag: dest for flag, (dest, _) in flags.items() if flag in shared} == shared
+    assert set(seg) - set(shared) == {"--compat"}
+    assert set(srv) - set(shared) == {"--eot-threshold", "--no-turn"}
+    # same names, per-command defaults: silero's offline ones vs the realtime server's
+    assert seg["--min-silence-ms"][1] == 100
+    assert srv["--min-silence-ms"][1] == StreamOptions().min_silence_ms == 600
+    args = ["--threshold", "0.6", "--neg-threshold", "0.4", "--min-silence-ms", "700"]
+    for parser in (segment, serve):
+        ns = parser.parse_args([*args, "x.wav"] if parser is segment else args)
+        assert (ns.threshold, ns.neg_threshold, ns.min_silence_ms) == (0.6, 0.4, 700.0)
+    with pytest.raises(ValueError, match="no VAD flag"):
+        caesura_cli.add_vad_options(
+            argparse.ArgumentParser(),
+            threshold=0.5,
+            min_speech_ms=0,
+            min_silence_ms=0,
+            speech_pad_ms=0,
+            max_speech_s=1,
+            help_texts={"hangover": "typo"},
+        )
 
 
 def test_stream_options_from_query():

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from caesura.cli import add_vad_options
 from caesura.errors import CaesuraError, InvalidOptionError, MissingDependencyError
 from caesura.server.config import DEFAULT_LISTEN, ServerConfig, StreamOptions, parse_listen
 
@@ -46,22 +47,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     d = StreamOptions()
     vad = parser.add_argument_group("realtime VAD defaults (clients may override per connection)")
-    vad.add_argument("--threshold", type=float, default=d.threshold)
-    vad.add_argument(
-        "--neg-threshold",
-        type=float,
-        default=None,
-        help="exit threshold (default max(threshold - 0.15, 0.01))",
+    add_vad_options(
+        vad,
+        threshold=d.threshold,
+        min_speech_ms=d.min_speech_ms,
+        min_silence_ms=d.min_silence_ms,
+        speech_pad_ms=d.speech_pad_ms,
+        max_speech_s=d.max_speech_s,
+        help_texts={"min_silence_ms": "silence that ends speech (speech_end)"},
     )
-    vad.add_argument("--min-speech-ms", type=float, default=d.min_speech_ms)
-    vad.add_argument(
-        "--min-silence-ms",
-        type=float,
-        default=d.min_silence_ms,
-        help="silence that ends speech (speech_end)",
-    )
-    vad.add_argument("--speech-pad-ms", type=float, default=d.speech_pad_ms)
-    vad.add_argument("--max-speech-s", type=float, default=d.max_speech_s)
     vad.add_argument(
         "--eot-threshold",
         type=float,
