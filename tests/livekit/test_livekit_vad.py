@@ -18,10 +18,11 @@ from livekit.agents.vad import VADEvent, VADEventType
 from lk_harness import LK_RATE, frame_pcm, to_frames
 
 from caesura.errors import CaesuraError, InvalidOptionError
+from caesura.vad import VADBatcher
+from caesura.vad.batching import MAX_BATCH_DELAY
 from caesura.vad.session import VADSession
 from livekit import rtc
 from livekit.plugins import caesura
-from livekit.plugins.caesura._batching import MAX_BATCH_DELAY, worker_for
 
 SOS, EOS, INF = (
     VADEventType.START_OF_SPEECH,
@@ -296,7 +297,7 @@ def test_aclose_mid_stream_releases_everything(speech_pcm):
         with pytest.raises(RuntimeError):
             stream.push_frame(to_frames(speech_pcm[:1200])[0])
         core = stream._core
-        for _ in range(100):  # the worker closes it after the batch in flight
+        for _ in range(100):  # the batcher closes it after the batch in flight
             if core is None or core.closed:
                 break
             await asyncio.sleep(0.01)
@@ -403,14 +404,15 @@ def test_concurrent_streams_share_one_batched_model(speech_pcm, ami_pcm):
     vad = caesura.VAD.load()
     other = caesura.VAD.load(min_silence_duration=0.3)  # another VAD, same shared model
     assert other.core_model is vad.core_model
-    worker = worker_for(vad.core_model)
+    batcher = VADBatcher.for_model(vad.core_model)
+    assert vad._batcher is batcher  # the VAD holds the process-wide batcher of its model
     recordings = [speech_pcm, ami_pcm[: speech_pcm.size]] * 4
     alone = [speech_events(run(collect(vad, to_frames(r)))) for r in recordings[:2]]
 
     async def main():
-        before_batches, before_jobs = worker.batches, worker.jobs
+        before_batches, before_jobs = batcher.batches, batcher.requests
         results = await asyncio.gather(*(collect(vad, to_frames(r)) for r in recordings))
-        return results, worker.batches - before_batches, worker.jobs - before_jobs
+        return results, batcher.batches - before_batches, batcher.requests - before_jobs
 
     results, batches, jobs = run(main())
     for i, events in enumerate(results):

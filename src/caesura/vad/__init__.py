@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from caesura.vad.batching import VADBatcher, VADBatchResult
 from caesura.vad.model import (
     CONTEXT_SIZES,
     MODEL_RATES,
@@ -38,6 +39,8 @@ __all__ = [
     "SpeechEnd",
     "SpeechStart",
     "TimestampOptions",
+    "VADBatchResult",
+    "VADBatcher",
     "VADSession",
     "VADStream",
     "VADWindow",

@@ -3,9 +3,10 @@
 One :class:`caesura.vad.SileroVAD` is loaded per process and shared by every analyzer (every
 pipeline, every call); each analyzer owns only a :class:`caesura.vad.VADStream` (LSTM state,
 64-sample context, resampler). Windows that several analyzers submit at the same time are
-scored in one batched inference (:class:`SharedVADBatcher`), which is bit-identical to scoring
-them one by one and cheaper per window. A window that arrives alone is scored at once: the
-batcher never waits for company.
+scored in one batched inference by the core's :class:`caesura.vad.VADBatcher` (one inference
+thread per model; ``SharedVADBatcher`` here), which is bit-identical to scoring them one by one
+and cheaper per window. Analyzers do not attach their streams, so a window that arrives alone is
+scored at once: the batcher never waits for company.
 
 Pipecat's own state machine (``VADAnalyzer.analyze_audio`` with ``VADParams`` confidence,
 start/stop seconds and min volume) is used unchanged; this class only answers
@@ -15,127 +16,26 @@ start/stop seconds and min volume) is used unchanged; this class only answers
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import ClassVar
 
-import numpy as np
-import numpy.typing as npt
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
 
 from caesura.audio import pcm16_bytes_to_float32
 from caesura.errors import InvalidOptionError
-from caesura.vad import WINDOW_SIZES, SileroVAD, VADStream
+from caesura.vad import WINDOW_SIZES, SileroVAD, VADBatcher, VADStream
 
 __all__ = ["CaesuraVADAnalyzer", "SharedVADBatcher"]
 
 logger = logging.getLogger(__name__)
 
-Float32Array = npt.NDArray[np.float32]
 
+SharedVADBatcher = VADBatcher
+"""The core's :class:`caesura.vad.VADBatcher`, under the name this package has always used.
 
-@dataclass(eq=False)
-class _Request:
-    stream: VADStream
-    audio: Float32Array
-    done: bool = False
-    result: Float32Array | None = None
-    error: BaseException | None = None
-    event: threading.Event = field(default_factory=threading.Event)
-
-
-class SharedVADBatcher:
-    """Coalesces the windows of concurrent callers into one ``SileroVAD.infer_ready`` call.
-
-    Leader/follower batching: a caller queues its chunk and tries to take the run lock. The
-    holder of the lock (the leader) takes *every* queued request, feeds each to its stream,
-    runs one batched inference and hands each caller its probabilities. Callers that queued
-    while an inference was running are served by the next leader in one batch, so batches grow
-    with load and a lone caller pays no waiting at all. onnxruntime releases the GIL while it
-    runs, so callers on other threads keep queueing meanwhile.
-
-    Thread-safe. A stream must not be submitted by two threads at once (each Pipecat analyzer
-    runs its model on its own single worker thread, so this holds).
-    """
-
-    _instances: ClassVar[dict[int, SharedVADBatcher]] = {}
-    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, model: SileroVAD) -> None:
-        self._model = model
-        self._queue_lock = threading.Lock()
-        self._run_lock = threading.Lock()
-        self._queue: list[_Request] = []
-        self.batches = 0
-        self.windows = 0
-        self.max_batch = 0
-
-    @classmethod
-    def for_model(cls, model: SileroVAD) -> SharedVADBatcher:
-        """The process-wide batcher of ``model`` (created on first use)."""
-        with cls._instances_lock:
-            batcher = cls._instances.get(id(model))
-            if batcher is None or batcher._model is not model:
-                batcher = cls(model)
-                cls._instances[id(model)] = batcher
-            return batcher
-
-    @property
-    def model(self) -> SileroVAD:
-        return self._model
-
-    def score(self, stream: VADStream, audio: Float32Array) -> Float32Array:
-        """Feed ``audio`` to ``stream`` and return the probabilities of the windows it
-        completes (possibly none), batched with whatever other streams are waiting."""
-        request = _Request(stream, audio)
-        with self._queue_lock:
-            self._queue.append(request)
-        while not request.done:
-            with self._run_lock:
-                if request.done:
-                    break
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._run(batch)
-        if request.error is not None:
-            raise request.error
-        assert request.result is not None
-        return request.result
-
-    def _run(self, batch: list[_Request]) -> None:
-        ready: list[_Request] = []
-        if len(batch) == 1:  # alone: no batch bookkeeping (same result, bit for bit)
-            r = batch[0]
-            try:
-                r.result = r.stream.process(r.audio)
-                self.batches += 1
-                self.max_batch = max(self.max_batch, 1)
-                self.windows += len(r.result)
-            except Exception as exc:
-                r.error = exc
-            finally:
-                r.done = True
-            return
-        try:
-            for r in batch:
-                try:
-                    r.stream.feed(r.audio)
-                    ready.append(r)
-                except Exception as exc:  # bad audio or a closed stream: that caller only
-                    r.error = exc
-            results = self._model.infer_ready([r.stream for r in ready])
-            for r, probs in zip(ready, results, strict=True):
-                r.result = probs
-            self.batches += 1
-            self.max_batch = max(self.max_batch, len(ready))
-            self.windows += sum(len(p) for p in results)
-        except Exception as exc:  # model failure: every caller in the batch sees it
-            for r in ready:
-                r.error = exc
-        finally:
-            for r in batch:
-                r.done = True
+``SharedVADBatcher.for_model(model)`` is the process-wide batcher of ``model`` (the same object
+``VADBatcher.for_model(model)`` returns), and ``score(stream, audio)`` blocks the calling
+(executor) thread until the batch holding its window has run.
+"""
 
 
 class CaesuraVADAnalyzer(VADAnalyzer):
@@ -174,6 +74,7 @@ class CaesuraVADAnalyzer(VADAnalyzer):
                 f"model must be a caesura.vad.SileroVAD, got {type(model).__name__}"
             )
         self._model = model if model is not None else SileroVAD.load()
+        # held for the analyzer's lifetime: the shared batcher lives while some analyzer does
         self._batcher = SharedVADBatcher.for_model(self._model)
         self._stream: VADStream | None = None
         self._last_confidence = 0.0

@@ -8,8 +8,9 @@ module only converts frames, maps events and crosses the async boundary:
 
 * audio frames at any rate (RoomIO sends 24 kHz, 50 ms) go to the core stream, which
   resamples them (soxr, anti-aliased) to the model rate;
-* inference runs on one thread per process, batched across every stream (see
-  :mod:`._batching`), never on the event loop;
+* inference runs on one thread per model, batched across every stream of the process by the
+  core's :class:`caesura.vad.VADBatcher` (awaited through ``asyncio.wrap_future``), never on
+  the event loop;
 * the input audio is kept at the *input* rate, so ``START_OF_SPEECH`` / ``END_OF_SPEECH``
   frames are the caller's own samples (prefix padding + speech), not a resampled copy.
 
@@ -38,7 +39,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from caesura.audio import Resampler
 from caesura.errors import InvalidOptionError
-from caesura.vad import SileroVAD
+from caesura.vad import SileroVAD, VADBatcher
 from caesura.vad import VADStream as CoreStream
 from caesura.vad.segmenter import (
     Segmenter,
@@ -49,7 +50,6 @@ from caesura.vad.segmenter import (
 )
 from livekit import rtc
 
-from ._batching import BatchWorker, worker_for
 from .log import logger
 
 __all__ = ["VAD", "VADStream"]
@@ -182,6 +182,9 @@ class VAD(vad.VAD):
     def __init__(self, *, model: SileroVAD, opts: _VADOptions) -> None:
         super().__init__(capabilities=vad.VADCapabilities(update_interval=0.032))
         self._core_model = model
+        # the process-wide batcher of the model, held here so that it (and its thread) lives
+        # as long as the VAD rather than being recreated for each stream
+        self._batcher = VADBatcher.for_model(model)
         self._opts = opts
         self._streams: weakref.WeakSet[VADStream] = weakref.WeakSet()
 
@@ -295,7 +298,7 @@ class VADStream(vad.VADStream):
         super().__init__(vad_)
         self._opts = opts
         self._core_model = vad_.core_model
-        self._worker: BatchWorker = worker_for(self._core_model)
+        self._batcher: VADBatcher = VADBatcher.for_model(self._core_model)
         self._segmenter = Segmenter(
             opts.segmenter_options(),
             sample_rate=opts.sample_rate,
@@ -373,7 +376,7 @@ class VADStream(vad.VADStream):
             self._core = self._core_model.stream(8000)
         else:
             self._core = self._core_model.stream(input_rate)
-        self._worker.attach(self._core)
+        self._batcher.attach(self._core)
         if self._core.model_rate != model_rate:  # pragma: no cover - guarded by load()
             raise InvalidOptionError(
                 f"model runs at {self._core.model_rate} Hz, expected {model_rate} Hz"
@@ -395,7 +398,7 @@ class VADStream(vad.VADStream):
             await super().aclose()
         finally:
             if self._core is not None:
-                self._worker.release(self._core)
+                self._batcher.release(self._core)
 
     # ---- main loop -----------------------------------------------------------------------
 
@@ -405,7 +408,7 @@ class VADStream(vad.VADStream):
             await self._run()
         finally:
             if self._core is not None:
-                self._worker.detach(self._core)
+                self._batcher.detach(self._core)
 
     async def _run(self) -> None:
         async for item in self._input_ch:
@@ -432,7 +435,9 @@ class VADStream(vad.VADStream):
             if self._resampler is not None:
                 chunk = self._resampler.process(pcm.astype(np.float32) / 32768.0)
             assert self._core is not None
-            result = await self._worker.submit(self._core, chunk)
+            # the core stream belongs to the batcher's thread until the result is back; a
+            # cancelled await withdraws the chunk if its batch has not started yet
+            result = await asyncio.wrap_future(self._batcher.submit(self._core, chunk))
             self._emit(result.probabilities, result.latency)
 
     def _emit(self, probs: npt.NDArray[np.float32], latency: float) -> None:
