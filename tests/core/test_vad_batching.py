@@ -356,7 +356,7 @@ def test_chunks_of_one_stream_run_in_order_one_per_batch(model, speech) -> None:
 def test_thread_stops_when_the_batcher_is_garbage_collected(model, speech) -> None:
     batcher = VADBatcher(model, idle_timeout=600)
     stream = model.stream(16000)
-    assert batcher.score(stream, speech[:512], timeout=30).size == 1
+    assert batcher.submit(stream, speech[:512]).result(30).probabilities.size == 1
     thread = batcher._engine.thread
     assert thread is not None
     assert thread.is_alive()
@@ -375,13 +375,13 @@ def test_thread_stops_when_the_batcher_is_garbage_collected(model, speech) -> No
 def test_idle_thread_exits_and_restarts_on_demand(model, speech) -> None:
     with VADBatcher(model, idle_timeout=0.05) as batcher:
         stream = model.stream(16000)
-        batcher.score(stream, speech[:512], timeout=30)
+        batcher.submit(stream, speech[:512]).result(30)
         first = batcher._engine.thread
         assert first is not None
         first.join(timeout=10)
         assert not first.is_alive()
         assert batcher._engine.thread is None
-        assert batcher.score(stream, speech[512:1024], timeout=30).size == 1
+        assert batcher.submit(stream, speech[512:1024]).result(30).probabilities.size == 1
         second = batcher._engine.thread
         assert second is not None
         assert second is not first
@@ -412,7 +412,7 @@ def test_for_model_is_shared_and_weak(speech) -> None:
     shared.close()
     replacement = VADBatcher.for_model(model)  # a closed batcher is replaced
     assert replacement is not shared
-    assert replacement.score(model.stream(16000), speech[:512], timeout=30).size == 1
+    assert replacement.submit(model.stream(16000), speech[:512]).result(30).probabilities.size == 1
     thread = replacement._engine.thread
     assert thread is not None
 
@@ -437,3 +437,45 @@ def test_stream_type_is_the_core_stream(model) -> None:
         assert fut.result(timeout=30).probabilities.size == 0  # no window completed yet
         assert "open" in repr(batcher)
     assert "closed" in repr(batcher)
+
+
+def test_a_lone_caller_is_scored_on_its_own_thread(model, speech) -> None:
+    """score() with nothing else queued or attached runs the model on the calling thread (no
+    hand-off to the inference thread): same probabilities, counted in the statistics."""
+    plan = chunks_of(speech, 25, seed=11)
+    want = alone(model, 16000, plan)
+    with VADBatcher(model, max_batch_delay=LONG) as batcher:
+        stream = model.stream(16000)
+        batcher.attach(stream)  # attached, but the only one: nobody to wait for
+        got = [batcher.score(stream, c) for c in plan]
+        assert not [t for t in threading.enumerate() if t.name == THREAD_NAME]
+        assert (batcher.batches, batcher.requests) == (len(plan), len(plan))
+        assert batcher.windows == sum(p.size for p in want)
+        with pytest.raises(InvalidAudioError):  # errors reach the caller as they are
+            batcher.score(stream, np.full(512, np.nan, dtype=np.float32))
+        with pytest.raises(InvalidOptionError, match="another model"):
+            batcher.score(SileroVAD.load(cache=False).stream(16000), plan[0])
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
+
+
+def test_inline_and_batched_callers_mix_exactly(model, speech) -> None:
+    """Unattached callers on several threads: each call runs inline when the batcher is idle
+    and joins a batch otherwise; every chunk's probabilities stay bit-identical."""
+    n, n_chunks = 4, 30
+    inputs = [np.roll(speech, k * 3331) for k in range(n)]
+    plans = [chunks_of(a, n_chunks, seed=20 + k) for k, a in enumerate(inputs)]
+    want = [alone(model, 16000, p) for p in plans]
+    got: list[list[np.ndarray]] = [[] for _ in range(n)]
+    with VADBatcher(model) as batcher:
+        streams = [model.stream(16000) for _ in range(n)]
+
+        def work(k: int) -> None:
+            for chunk in plans[k]:
+                got[k].append(batcher.score(streams[k], chunk, timeout=60))
+
+        run_threads(work, n)
+        assert batcher.requests == n * n_chunks
+    for k in range(n):
+        for g, w in zip(got[k], want[k], strict=True):
+            assert np.array_equal(g, w)

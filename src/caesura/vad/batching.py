@@ -108,6 +108,7 @@ class _Engine:
         self.to_close: dict[int, VADStream] = {}
         self.thread: threading.Thread | None = None
         self.closing = False
+        self.inline = False  # a caller thread is running a lone request itself (score())
         # statistics (written by the inference thread under the lock)
         self.batches = 0
         self.requests = 0
@@ -128,6 +129,40 @@ class _Engine:
                 logger.debug("VAD inference thread started for %r", self.model)
             self.cond.notify_all()
         return future
+
+    def score_inline(self, stream: VADStream, audio: npt.NDArray[Any]) -> Float32Array | None:
+        """Run a lone request on the calling thread when the batcher is idle (nothing queued
+        or running, no other attached stream to wait for): no thread hand-off for a single
+        stream. ``None`` when it is busy (the caller submits instead). Errors propagate."""
+        with self.cond:
+            if (
+                self.closing
+                or self.inline
+                or self.queue
+                or self.in_flight
+                or any(s is not stream for s in self.live)
+            ):
+                return None
+            self.inline = True
+        counts = (0, 0, 0)
+        try:
+            stream.feed(audio)
+            probs = self.model.infer_ready([stream])[0]
+            counts = (1, 1, len(probs))
+            return probs
+        finally:
+            with self.cond:
+                self.inline = False
+                self._count(*counts)
+                self.cond.notify_all()
+
+    def _count(self, batches: int, requests: int, windows: int) -> None:
+        """(Lock held.) Add one model call's numbers to the statistics."""
+        self.batches += batches
+        self.requests += requests
+        self.windows += windows
+        if batches:
+            self.max_batch = max(self.max_batch, requests)
 
     def attach(self, stream: VADStream) -> None:
         with self.cond:
@@ -176,12 +211,7 @@ class _Engine:
                     outcomes, counts = self._process(batch)
             finally:
                 with self.cond:  # statistics first: they include a result once it is out
-                    batches, requests, windows = counts
-                    self.batches += batches
-                    self.requests += requests
-                    self.windows += windows
-                    if batches:
-                        self.max_batch = max(self.max_batch, requests)
+                    self._count(*counts)
                     self.in_flight = set()
                     closing, self.to_close = self.to_close, {}
                 for s in closing.values():
@@ -195,7 +225,10 @@ class _Engine:
         """(Lock held.) Wait for a queued request; ``False`` when the thread should exit:
         the batcher is closed and the queue is empty, or nothing came for ``idle_timeout``."""
         deadline = time.monotonic() + self.idle_timeout
-        while not self.queue:
+        while not self.queue or self.inline:
+            if self.queue:  # a caller's inline run goes first; its end notifies
+                self.cond.wait()
+                continue
             remaining = deadline - time.monotonic()
             if self.closing or remaining <= 0:
                 if self.thread is me:  # a submission after this starts a new thread
@@ -424,9 +457,20 @@ class VADBatcher:
         """Blocking :meth:`submit`: the probabilities of the windows ``audio`` completes
         (possibly none), batched with whatever other streams are waiting.
 
+        When the batcher is idle -- nothing queued or running and no other attached stream
+        to wait for -- the chunk is scored on the calling thread (same result, no hand-off
+        to the inference thread); otherwise it joins the next batch.
+
         Raises the chunk's or the model's error, and ``TimeoutError`` after ``timeout``
         seconds. Do not call it from the inference thread (a future's callback).
         """
+        if not isinstance(stream, VADStream):
+            raise InvalidOptionError(f"score takes a caesura.vad.VADStream, got {type(stream)}")
+        if stream.model is not self._model:
+            raise InvalidOptionError("score got a stream created by another model")
+        probs = self._engine.score_inline(stream, audio)
+        if probs is not None:
+            return probs
         return self.submit(stream, audio).result(timeout).probabilities
 
     def attach(self, stream: VADStream) -> None:
