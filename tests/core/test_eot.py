@@ -116,6 +116,31 @@ def test_long_text_is_truncated_to_the_context(model: EndOfTurnModel) -> None:
     assert 0.0 <= model.predict([a("x" * 100000), u(huge)]) <= 1.0
 
 
+def test_context_window_from_config_and_option(tmp_path: Path) -> None:
+    """``read_tokens`` in config.json sets the default window; ``max_tokens`` overrides it up
+    to the trained context; the score reads exactly the last ``max_tokens`` tokens."""
+    import hashlib  # noqa: PLC0415
+
+    folder = tmp_path / "eot"
+    shutil.copytree(ASSETS, folder, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    cfg = json.loads((folder / "config.json").read_text())
+    context = int(cfg["context"])
+    cfg["read_tokens"] = 40
+    (folder / "config.json").write_text(json.dumps(cfg))
+    sums = json.loads((folder / "sha256.json").read_text())
+    sums["config.json"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    (folder / "sha256.json").write_text(json.dumps(sums))
+    long_turn = [u("and then we went to the store and bought some bread " * 30)]
+    short = EndOfTurnModel.load(folder)
+    assert short.max_tokens == 40
+    assert len(short.encode(long_turn)) == 40
+    full = EndOfTurnModel.load(folder, max_tokens=10_000)
+    assert full.max_tokens == context
+    same = EndOfTurnModel.load(folder, max_tokens=40)
+    assert same.predict(long_turn) == short.predict(long_turn)
+    assert full.predict(long_turn) != short.predict(long_turn)  # it really reads more
+
+
 def test_tokenizer_round_trip(model: EndOfTurnModel) -> None:
     tok = model._tokenizer
     text = linearise(

@@ -73,7 +73,8 @@ TurnLike = Turn | Mapping[str, Any]
 @dataclass(frozen=True)
 class EotOptions:
     """Run-time options: ``num_threads`` onnxruntime intra-op threads (1 is fastest per call
-    when several calls run in parallel); ``max_tokens`` context tokens read (≤ the model's)."""
+    when several calls run in parallel); ``max_tokens`` context tokens read (≤ the model's
+    trained context; default: the window the model's config recommends, ``read_tokens``)."""
 
     num_threads: int = 1
     max_tokens: int | None = None
@@ -175,8 +176,9 @@ class EndOfTurnModel:
         self._tokenizer = tokenizer
         self._config = dict(config)
         self._options = options
-        context = int(config["context"])
-        self._max_tokens = min(context, options.max_tokens or context)
+        context = int(config["context"])  # positions the model was trained on
+        default = int(config.get("read_tokens", context))  # the window read by default
+        self._max_tokens = min(context, options.max_tokens or default)
         self._pad_id = int(config["pad_id"])
         self._languages = frozenset(str(x) for x in config["languages"])
         self._thresholds = {str(k): float(v) for k, v in config["thresholds"].items()}
@@ -254,6 +256,7 @@ class EndOfTurnModel:
 
     @property
     def max_tokens(self) -> int:
+        """Context tokens read per prediction (the last ones of the dialogue)."""
         return self._max_tokens
 
     @property

@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--ff", type=int, default=1024)
     ap.add_argument("--context", type=int, default=128)
+    ap.add_argument(
+        "--read-tokens",
+        type=int,
+        default=None,
+        help="context window the runtime reads by default (default: --context)",
+    )
     ap.add_argument("--eval-every-minutes", type=float, default=15.0)
     ap.add_argument("--val-points", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=2)
@@ -166,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         from caesura.train.export import export_and_validate  # noqa: PLC0415
 
         export_and_validate(
-            best, out / "tokenizer.json", args.data, out / "export", install=args.install
+            best,
+            out / "tokenizer.json",
+            args.data,
+            out / "export",
+            install=args.install,
+            read_tokens=args.read_tokens,
         )
     except Exception:
         logger.exception("export failed; the checkpoint is at %s", best)

@@ -33,7 +33,9 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
         f"- Tokenizer: byte-level BPE, {a['vocab_size']} tokens, trained on the training text;"
         " special tokens `<|pad|> <|endoftext|> <|user|> <|agent|> <|eot|>`.",
         "- Input: `<|user|> words<|eot|><|agent|> words<|eot|><|user|> words` — the last"
-        f" {a['context']} tokens; the user's turn being scored is left open.",
+        f" {config.get('read_tokens', a['context'])} tokens by default"
+        f" (`EndOfTurnModel.load(max_tokens=...)`, up to {a['context']});"
+        " the user's turn being scored is left open.",
         "- Export: ONNX (P(eot) at the last position only: the last block computes that"
         f" position alone), {config['quantisation']}.",
         "",

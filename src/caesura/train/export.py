@@ -144,9 +144,14 @@ def export_and_validate(
     *,
     install: bool = False,
     val_points: int = 4000,
+    read_tokens: int | None = None,
 ) -> Path:
     """Export, quantise, check ONNX ≡ PyTorch, pick the threshold on Switchboard val, write
-    the asset folder (and copy it into the package with ``install``)."""
+    the asset folder (and copy it into the package with ``install``).
+
+    ``read_tokens``: the context window the runtime reads by default (≤ the trained context;
+    a shorter window is faster); the threshold and validation metrics are computed with it.
+    """
     from caesura.train import data as tdata  # noqa: PLC0415
     from caesura.train import switchboard as sb  # noqa: PLC0415
     from caesura.train.cards import model_card  # noqa: PLC0415
@@ -157,6 +162,7 @@ def export_and_validate(
     eot_id = tok.token_to_id(EOT)
     pad_id = tok.token_to_id(PAD)
     scorer, mcfg, ckpt = load_checkpoint(checkpoint, eot_id)
+    read = mcfg.context if read_tokens is None else min(int(read_tokens), mcfg.context)
     fp32 = out / "model_fp32.onnx"
     int8 = out / "model.onnx"
     export_onnx(scorer, fp32, mcfg.context)
@@ -186,7 +192,7 @@ def export_and_validate(
     if data is not None and (data / "eot" / "switchboard" / "val.tsv.gz").is_file():
         convs = sb.load_conversations(data / "eot" / "switchboard" / "val.tsv.gz")
         ev = tdata.switchboard_eval(convs, max_points=val_points, seed=7)
-        ids = tdata.encode_contexts(tok, ev.contexts, mcfg.context)
+        ids = tdata.encode_contexts(tok, ev.contexts, read)
         s8 = _ort_scores(int8, ids, pad_id)
         threshold = threshold_at_tpr(ev.labels, s8, 0.9)
         metrics["sb_val_auc_int8"] = auc(ev.labels, s8)
@@ -198,6 +204,7 @@ def export_and_validate(
         "version": 1,
         "name": "caesura-eot-en-v1",
         "context": mcfg.context,
+        "read_tokens": read,
         "eot_id": eot_id,
         "pad_id": pad_id,
         "languages": ["en"],
