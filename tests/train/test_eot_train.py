@@ -203,6 +203,40 @@ def test_last_position_scorer_equals_full_forward(layers: int) -> None:
     torch.testing.assert_close(alone, got[2:3], rtol=1e-5, atol=1e-6)
 
 
+def test_pause_windows_tokenise_like_the_runtime(trained: Path, synthetic_data: Path) -> None:
+    """Stage 2's conversation windows: per-word ids concatenate to exactly the ids of the
+    linearised conversation, END labels sit right before ``<|eot|>``, HOLD labels inside a
+    turn, one label per pause of the scored speaker."""
+    from tokenizers import Tokenizer  # noqa: PLC0415
+
+    from caesura.eot._text import linearise  # noqa: PLC0415
+    from caesura.train.finetune import pause_windows  # noqa: PLC0415
+
+    tok = Tokenizer.from_file(str(trained / "tokenizer.json"))
+    eot, user = tok.token_to_id("<|eot|>"), tok.token_to_id("<|user|>")
+    convs = sb.load_conversations(synthetic_data / "eot" / "switchboard" / "train.tsv.gz")
+    pw = pause_windows(convs, tok, seed=3)
+    assert len(pw.ids) == len(convs)
+    for conv, ids, lab in zip(convs, pw.ids, pw.labels, strict=True):
+        turns = sb.conversation_turns(conv)
+        markers = [int(i) for i in ids if i in (user, tok.token_to_id("<|agent|>"))]
+        roles = ["user" if m == user else "agent" for m in markers]
+        text = "<|endoftext|>" + linearise(
+            [(r, t.text) for r, t in zip(roles, turns, strict=True)], close_last=True
+        )
+        assert ids.tolist() == tok.encode(text).ids
+        scored = roles.index("user")
+        speaker = turns[scored].speaker
+        points = [p for p in sb.decision_points(conv, turns) if p.speaker == speaker]
+        assert int((lab == 1).sum()) == sum(p.label == "END" for p in points) > 0
+        assert int((lab == 0).sum()) == sum(p.label == "HOLD" for p in points) > 0
+        assert all(ids[i + 1] == eot for i in np.flatnonzero(lab == 1))
+        assert all(ids[i + 1] != eot for i in np.flatnonzero(lab == 0))
+    x, y = pw.sample(np.random.default_rng(0), 4, 32, 8)
+    assert x.shape == y.shape == (4, 32)
+    assert bool(((y >= 0).sum(dim=1) >= 1).all())  # every window ends at a labelled pause
+
+
 def test_switchboard_extraction(synthetic_data: Path) -> None:
     convs = sb.load_conversations(synthetic_data / "eot" / "switchboard" / "val.tsv.gz")
     assert len(convs) == 4

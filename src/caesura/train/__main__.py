@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         help="stage 2 budget: P(eot) fine-tuned on pause decisions (0 = skip)",
     )
     ap.add_argument("--finetune-steps", type=int, default=None, help="stage 2 step limit")
+    ap.add_argument(
+        "--finetune-windows",
+        type=int,
+        default=8,
+        help="stage 2: conversation windows labelled at every pause, per step (0 = none)",
+    )
     ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -152,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         best = args.from_checkpoint
     logger.info("stage 1 done in %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
     if args.finetune_minutes > 0:
-        from caesura.train.finetune import FinetuneConfig, build_finetune_set, finetune  # noqa: PLC0415
+        from caesura.train.finetune import (  # noqa: PLC0415
+            FinetuneConfig,
+            build_finetune_set,
+            finetune,
+            pause_windows,
+        )
 
         written_raw = tdata.written_train_raw(args.data)
         if args.limit_convs:
@@ -161,10 +172,20 @@ def main(argv: list[str] | None = None) -> int:
         fcfg = FinetuneConfig(
             max_minutes=args.finetune_minutes,
             max_steps=args.finetune_steps,
+            windows_per_step=args.finetune_windows,
             threads=args.threads,
             seed=args.seed,
         )
-        best = finetune(checkpoint=best, tok=tok, train_sets=sets, evals=evals, cfg=fcfg, out=out)
+        windows = pause_windows(sb_train, tok, args.seed) if fcfg.windows_per_step else None
+        best = finetune(
+            checkpoint=best,
+            tok=tok,
+            train_sets=sets,
+            evals=evals,
+            cfg=fcfg,
+            out=out,
+            windows=windows,
+        )
         logger.info("stage 2 done at %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
     if args.no_export:
         return 0

@@ -12,6 +12,11 @@ runtime feeds:
 - written turns (SGD train, MultiWOZ val, Taskmaster-4): complete vs cut at a word boundary,
   in STT style or as written.
 
+Besides those single questions (one label per context), every step also reads a few
+128-token windows of whole Switchboard train conversations and applies the same loss at
+*every* pause of the scored speaker inside them (all words visible): one forward pass then
+answers ~10 pause questions instead of one (``windows_per_step``; 0 turns it off).
+
 The loss is binary cross-entropy on P(eot); a small learning rate keeps the language model
 from drifting. Wall-clock bounded like stage 1; keeps the best checkpoint by Switchboard val AUC.
 """
@@ -30,13 +35,21 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from caesura.eot._text import AGENT, SEP, USER
 from caesura.train import data as tdata
 from caesura.train import switchboard as sb
 from caesura.train.data import EvalSet
 from caesura.train.loop import auc, left_pad, make_optimizer, optimizer_step, score_contexts
 from caesura.train.model import EotScorer, ModelConfig, build_model
 
-__all__ = ["FinetuneConfig", "build_finetune_set", "finetune"]
+__all__ = [
+    "FinetuneConfig",
+    "PauseWindows",
+    "build_finetune_set",
+    "finetune",
+    "pause_windows",
+    "window_bce",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +66,8 @@ class FinetuneConfig:
     warmup: int = 30
     weight_decay: float = 0.05
     written_share: float = 0.3
+    windows_per_step: int = 8  # whole-conversation windows labelled at every pause
+    window_min_context: int = 32  # a window's pauses with less left context are not scored
     eval_every_minutes: float = 5.0
     threads: int = 2
     seed: int = 1234
@@ -85,6 +100,85 @@ def build_finetune_set(
     return {"switchboard": sw, "written": wr}
 
 
+@dataclass
+class PauseWindows:
+    """Linearised conversations (token ids) with a label at each pause of the scored speaker:
+    ``labels[i]`` is 1 (END) or 0 (HOLD) where the model's output at position ``i`` is the
+    question "is the turn over?" (the last token of the word before the pause), else -1."""
+
+    ids: list[np.ndarray]
+    labels: list[np.ndarray]
+
+    def sample(
+        self, rng: np.random.Generator, n: int, length: int, min_context: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` windows ``[n, length]`` (right padded with 0) and their labels (-1 = none),
+        each window ending at a random labelled position (so it has one at least)."""
+        x = torch.zeros((n, length), dtype=torch.long)
+        y = torch.full((n, length), -1.0)
+        for r in range(n):
+            k = int(rng.integers(0, len(self.ids)))
+            ids, lab = self.ids[k], self.labels[k]
+            where = np.flatnonzero(lab >= 0)
+            end = int(where[rng.integers(0, len(where))]) + 1
+            start = max(0, end - length)
+            w_lab = lab[start:end].astype(np.float32).copy()
+            if start > 0:  # too little left context at the head of a cut window
+                w_lab[:min_context] = -1.0
+            x[r, : end - start] = torch.from_numpy(ids[start:end].astype(np.int64))
+            y[r, : end - start] = torch.from_numpy(w_lab)
+        return x, y
+
+
+def pause_windows(convs: list[sb.Conversation], tok: Tokenizer, seed: int) -> PauseWindows:
+    """:class:`PauseWindows` of Switchboard conversations, tokenised exactly as
+    :func:`caesura.eot._text.linearise` renders them (each word with its leading space is its
+    own pre-token, so per-word ids concatenate to the whole text's ids). The scored speaker
+    (role "user") is drawn at random per conversation; the other speaker's turns are context."""
+    rng = random.Random(seed)
+    user_id, agent_id = tok.token_to_id(USER), tok.token_to_id(AGENT)
+    sep_id, eot = tok.token_to_id(SEP), tdata.eot_id(tok)
+    words = sorted({w.text for c in convs for w in c.words})
+    word_ids = dict(
+        zip(words, (e.ids for e in tok.encode_batch([" " + w for w in words])), strict=True)
+    )
+    out_ids: list[np.ndarray] = []
+    out_labels: list[np.ndarray] = []
+    for conv in convs:
+        turns = sb.conversation_turns(conv)
+        user = rng.choice(sorted({t.speaker for t in turns}))
+        marks = {
+            (p.turn_index, p.word_index): 1 if p.label == "END" else 0
+            for p in sb.decision_points(conv, turns)
+            if p.speaker == user
+        }
+        ids: list[int] = [sep_id]
+        labels: list[int] = [-1]
+        for ti, turn in enumerate(turns):
+            ids.append(user_id if turn.speaker == user else agent_id)
+            labels.append(-1)
+            for wi, w in enumerate(turn.words):
+                piece = word_ids[w.text]
+                ids.extend(piece)
+                labels.extend([-1] * (len(piece) - 1) + [marks.get((ti, wi), -1)])
+            ids.append(eot)
+            labels.append(-1)
+        if any(v >= 0 for v in labels):
+            out_ids.append(np.asarray(ids, dtype=np.int32))
+            out_labels.append(np.asarray(labels, dtype=np.int8))
+    return PauseWindows(out_ids, out_labels)
+
+
+def window_bce(lm: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eot_id: int) -> torch.Tensor:
+    """Binary cross-entropy of P(<|eot|>) at the labelled positions of right-padded windows."""
+    logits = lm(input_ids=x).logits.float()
+    at = y >= 0
+    logp = logits[at].log_softmax(dim=-1)[:, eot_id]
+    target = y[at]
+    log1m = torch.log1p(-logp.exp().clamp(max=1 - 1e-6))
+    return -(target * logp + (1 - target) * log1m).mean()
+
+
 def finetune(
     *,
     checkpoint: Path,
@@ -93,8 +187,12 @@ def finetune(
     evals: dict[str, EvalSet],
     cfg: FinetuneConfig,
     out: Path,
+    windows: PauseWindows | None = None,
 ) -> Path:
-    """Fine-tune ``checkpoint``; return the best stage-2 checkpoint (else the input)."""
+    """Fine-tune ``checkpoint``; return the best stage-2 checkpoint (else the input).
+
+    ``windows`` (see :func:`pause_windows`) adds ``cfg.windows_per_step`` labelled
+    conversation windows to every step."""
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -154,6 +252,10 @@ def finetune(
         y = torch.cat(ys)
         p = scorer(x, m).clamp(1e-6, 1 - 1e-6)
         loss = torch.nn.functional.binary_cross_entropy(p, y)
+        if windows is not None and windows.ids and cfg.windows_per_step > 0:
+            wx, wy = windows.sample(rng, cfg.windows_per_step, mcfg.context, cfg.window_min_context)
+            if bool((wy >= 0).any()):
+                loss = loss + window_bce(lm, wx, wy, eot)
         v = optimizer_step(opt, lm, loss)
         step += 1
         ema = v if ema is None else 0.98 * ema + 0.02 * v
