@@ -54,7 +54,8 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
         "- Stage 2 (`caesura.train.finetune`, 18 min): binary cross-entropy on P(<|eot|>) at"
         " the questions the runtime is asked: Switchboard train pauses (END vs HOLD, words"
         " visible under an STT lag of 0, 0.3 or 0.5 s) and written turns complete vs cut at a"
-        " word boundary; the best checkpoint by Switchboard val AUC is kept.",
+        " word boundary; plus 8 windows of whole Switchboard conversations per step, scored"
+        " at every pause of one speaker; the best checkpoint by Switchboard val AUC is kept.",
         "- Held out: Switchboard val/test (by conversation), SGD dev/test, MultiWOZ test.",
         "- Recipe: `nox -s train -- --data ../shared/data` (seeded, 2-core CPU, under 2 hours).",
         "",
