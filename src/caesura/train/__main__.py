@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--read-tokens",
         type=int,
-        default=None,
-        help="context window the runtime reads by default (default: --context)",
+        default=96,
+        help="context window the runtime reads by default (≤ --context; 96 scored best on"
+        " Switchboard val and is 25%% faster than 128)",
     )
     ap.add_argument("--eval-every-minutes", type=float, default=15.0)
     ap.add_argument("--val-points", type=int, default=1500)
