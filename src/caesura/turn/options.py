@@ -46,12 +46,12 @@ class TurnOptions:
 
     End of turn (see :mod:`caesura.turn.fusion`):
 
-    * ``end_threshold`` (0.69): fire when P(end | words, silence >= t) reaches it.
-    * ``min_delay_ms`` (300) / ``max_delay_ms`` (2300): bounds of the endpointing delay,
+    * ``end_threshold`` (0.74): fire when P(end | words, silence >= t) reaches it.
+    * ``min_delay_ms`` (200) / ``max_delay_ms`` (2300): bounds of the endpointing delay,
       counted from the end of speech. Defaults: the fused policy's operating point at a 10%
       false cut-off budget on Switchboard test, lag 0.3 s, with the shipped model
-      (``benchmarks/turns.py``: threshold 0.69, action delay 0.3 s, timeout 2.3 s; mean END
-      latency 968 ms vs 1200 ms for silence-only); a speculative re-open recovers the rare cut.
+      (``benchmarks/turns.py``: threshold 0.74, action delay 0.2 s, timeout 2.3 s; mean END
+      latency 928 ms vs 1200 ms for silence-only); a speculative re-open recovers the rare cut.
       ``adapt_min_delay`` scales the minimum to the user's
       own pause habit (their observed mid-turn pauses against the population's), by at most
       ``adapt_max_factor``; ``adapt_prior_pauses`` pseudo-pauses of the population curve
@@ -90,8 +90,8 @@ class TurnOptions:
     max_speech_ms: float = 60_000.0
     stitch_ms: float = 0.0
 
-    end_threshold: float = 0.69
-    min_delay_ms: float = 300.0
+    end_threshold: float = 0.74
+    min_delay_ms: float = 200.0
     max_delay_ms: float = 2300.0
     fallback_delay_ms: float = 800.0
     wait_for_final: bool = True
