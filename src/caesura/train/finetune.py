@@ -40,7 +40,7 @@ from caesura.train import data as tdata
 from caesura.train import switchboard as sb
 from caesura.train.data import EvalSet
 from caesura.train.loop import auc, left_pad, make_optimizer, optimizer_step, score_contexts
-from caesura.train.model import EotScorer, ModelConfig, build_model
+from caesura.train.model import EotScorer, ModelConfig, build_model, eot_bce
 
 __all__ = [
     "FinetuneConfig",
@@ -173,10 +173,7 @@ def window_bce(lm: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eot_id: in
     """Binary cross-entropy of P(<|eot|>) at the labelled positions of right-padded windows."""
     logits = lm(input_ids=x).logits.float()
     at = y >= 0
-    logp = logits[at].log_softmax(dim=-1)[:, eot_id]
-    target = y[at]
-    log1m = torch.log1p(-logp.exp().clamp(max=1 - 1e-6))
-    return -(target * logp + (1 - target) * log1m).mean()
+    return eot_bce(logits[at].log_softmax(dim=-1)[:, eot_id], y[at])
 
 
 def finetune(

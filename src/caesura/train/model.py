@@ -14,7 +14,14 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-__all__ = ["EotScorer", "LastPositionScorer", "ModelConfig", "build_model", "lm_loss"]
+__all__ = [
+    "EotScorer",
+    "LastPositionScorer",
+    "ModelConfig",
+    "build_model",
+    "eot_bce",
+    "lm_loss",
+]
 
 
 @dataclass(frozen=True)
@@ -153,8 +160,12 @@ def lm_loss(
     nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
     lm_part = (nll * valid).sum() / valid.sum().clamp(min=1)
     at = boundary[y] & valid
-    lp = logp[..., eot_id][at]
     is_eot = (y[at] == eot_id).float()
-    log1m = torch.log1p(-lp.exp().clamp(max=1 - 1e-6))
-    bce = -(is_eot * lp + (1 - is_eot) * log1m).mean() if at.any() else lm_part * 0
+    bce = eot_bce(logp[..., eot_id][at], is_eot) if at.any() else lm_part * 0
     return lm_part + eot_weight * bce, lm_part.detach(), bce.detach()
+
+
+def eot_bce(log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy from log P(<|eot|>) (a softmax entry) and 0/1 targets."""
+    log1m = torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))
+    return -(target * log_p + (1 - target) * log1m).mean()
