@@ -531,9 +531,7 @@ class TurnEngine:
         new turn: reset or clear the recogniser's stream too.
         """
         self._segmenter.flush()  # drop the open segment without reporting it
-        self._cand_open = False
-        self._cand_confirmed = False
-        self._held.clear()
+        self._drop_candidates()
         self._audio.clear()
         if self._phase not in (TurnPhase.SPEAKING, TurnPhase.PAUSED):
             return
@@ -546,14 +544,18 @@ class TurnEngine:
         self._score_key = None
         self._failed_key = None
 
+    def _drop_candidates(self) -> None:
+        """Forget the unconfirmed candidate segment and the held (stitchable) fragments."""
+        self._cand_open = False
+        self._cand_confirmed = False
+        self._held.clear()
+
     def _close_speech(self, events: list[TurnEvent]) -> None:
         """Close open speech now (:class:`SpeechStopped`, ``reason="flush"``) and drop
         unconfirmed candidates; the VAD stream is left alone."""
         for ev in self._segmenter.flush():
             self._on_segment_event(ev, events)
-        self._cand_open = False
-        self._cand_confirmed = False
-        self._held.clear()
+        self._drop_candidates()
         if self._phase is TurnPhase.SPEAKING:
             # speech reported by an external VAD (push_speech_start): the segmenter had none
             self._speech_stopped(

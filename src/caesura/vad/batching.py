@@ -445,10 +445,7 @@ class VADBatcher:
             InvalidOptionError: ``stream`` is not a stream of this batcher's model, or the
                 batcher is closed.
         """
-        if not isinstance(stream, VADStream):
-            raise InvalidOptionError(f"submit takes a caesura.vad.VADStream, got {type(stream)}")
-        if stream.model is not self._model:
-            raise InvalidOptionError("submit got a stream created by another model")
+        self._check_stream(stream, "submit")
         return self._engine.submit(stream, audio)
 
     def score(
@@ -464,14 +461,17 @@ class VADBatcher:
         Raises the chunk's or the model's error, and ``TimeoutError`` after ``timeout``
         seconds. Do not call it from the inference thread (a future's callback).
         """
-        if not isinstance(stream, VADStream):
-            raise InvalidOptionError(f"score takes a caesura.vad.VADStream, got {type(stream)}")
-        if stream.model is not self._model:
-            raise InvalidOptionError("score got a stream created by another model")
+        self._check_stream(stream, "score")
         probs = self._engine.score_inline(stream, audio)
         if probs is not None:
             return probs
         return self.submit(stream, audio).result(timeout).probabilities
+
+    def _check_stream(self, stream: object, verb: str) -> None:
+        if not isinstance(stream, VADStream):
+            raise InvalidOptionError(f"{verb} takes a caesura.vad.VADStream, got {type(stream)}")
+        if stream.model is not self._model:
+            raise InvalidOptionError(f"{verb} got a stream created by another model")
 
     def attach(self, stream: VADStream) -> None:
         """Count ``stream`` among those a batch may wait for (up to ``max_batch_delay``)."""

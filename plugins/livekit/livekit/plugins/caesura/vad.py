@@ -298,7 +298,7 @@ class VADStream(vad.VADStream):
         super().__init__(vad_)
         self._opts = opts
         self._core_model = vad_.core_model
-        self._batcher: VADBatcher = VADBatcher.for_model(self._core_model)
+        self._batcher: VADBatcher = vad_._batcher  # the VAD's shared batcher
         self._segmenter = Segmenter(
             opts.segmenter_options(),
             sample_rate=opts.sample_rate,
