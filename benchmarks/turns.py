@@ -23,6 +23,10 @@ same harness. Families:
 * ``model`` / ``model+fusion``: the end-of-turn model (``caesura.eot.EndOfTurnModel``), when
   one is installed (or ``--scorer none`` to skip it).
 
+The fusion's logit scale is chosen on Switchboard *val* (``--calibrate-conversations``), and so
+is the operating point the engine ships (:class:`caesura.TurnOptions` defaults: the val
+policy at the 10% cut-off budget, lag 0.3 s); that fixed policy is also scored on test.
+
 Model scores are computed once per distinct visible context (a pause has one or two across
 all queries and lags) and batched through ``predict_many``; ``--cache FILE`` keeps them across
 runs. Exits 0 with a message when the data folder is absent.
@@ -45,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from caesura import TurnOptions
 from caesura.eot import EndOfTurnModel
 from caesura.train.switchboard import (
     conversation_turns,
@@ -228,26 +233,40 @@ def summarise(ops) -> dict:
     return out
 
 
-SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
+SCALES = (0.4, 0.5, 0.6, 0.75, 0.9, 1.0)
+METRICS = ("cut@300ms", "cut@600ms", "lat@5%", "lat@10%")
 
 
-def calibrate_scale(data: Path, n_convs: int, seed: int, model, cache: dict) -> float:
-    """The fusion's logit scale chosen on Switchboard *val* (lag 0.3 s): the scale with the
-    best mean relative gain over silence-only at the 300 ms and 5% budgets."""
+def calibrate(data: Path, n_convs: int, seed: int, model, cache: dict) -> tuple[float, tuple]:
+    """The fusion's logit scale and the engine's operating point, chosen on Switchboard *val*
+    (lag 0.3 s): the scale with the best mean relative gain over silence-only across the four
+    budgets, and that scale's (threshold, action delay, timeout) at the 10% cut-off budget
+    (what :class:`caesura.TurnOptions` ships as ``end_threshold`` / ``min_delay_ms`` /
+    ``max_delay_ms``)."""
     _, points = load_points(data, "val", n_convs, seed)
     is_end = np.asarray([p.label == "END" for _, p in points])
     dur = np.asarray([p.duration for _, p in points])
     keys, ctx_list = contexts_for(points, [0.3])
     pm = score_contexts(ctx_list, None, model, cache)[keys[0.3]]
     base = summarise(silence_ops(is_end, dur))
-    best, best_gain = 1.0, -math.inf
+    best, best_gain, best_op = 1.0, -math.inf, ()
     for scale in SCALES:
-        r = summarise(sweep(fused(pm, scale), is_end, dur, n_thr=60))
-        gain = sum((base[m][0] - r[m][0]) / base[m][0] for m in ("cut@300ms", "lat@5%"))
-        log.info("  calibration on val: logit scale %.2f -> mean gain %.1f%%", scale, gain * 50)
+        r = summarise(sweep(fused(pm, scale), is_end, dur, n_thr=100))
+        gain = float(np.mean([(base[m][0] - r[m][0]) / base[m][0] for m in METRICS]))
+        log.info("  calibration on val: logit scale %.2f -> mean gain %.1f%%", scale, gain * 100)
         if gain > best_gain:
-            best, best_gain = scale, gain
-    return best
+            best, best_gain, best_op = scale, gain, tuple(r["lat@10%"][1][2:])
+    return best, best_op
+
+
+def fixed_policy(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, thr, delay, timeout):
+    """(mean END latency, HOLD cut-off rate) of one policy: fire at the first query >= delay
+    whose score reaches ``thr``, else at ``timeout``."""
+    ok = scores >= thr
+    ok[:, : round(delay / QUERY_STEP) - 1] = False
+    first = np.where(ok.any(axis=1), QUERIES[ok.argmax(axis=1)], np.inf)
+    fire = np.minimum(first, timeout)
+    return float(fire[is_end].mean()), float((fire[~is_end] < dur[~is_end] - 1e-9).mean())
 
 
 # ------------------------------------------------------------------------------ main
@@ -286,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         help="model log-odds scale in fusion: a number, or 'calibrate' (chosen on val)",
     )
     ap.add_argument(
-        "--calibrate-conversations", type=int, default=80, help="val conversations for calibration"
+        "--calibrate-conversations", type=int, default=200, help="val conversations for calibration"
     )
     ap.add_argument("--cache", type=Path, default=None, help="pickle of model scores per context")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -332,8 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     scale = 1.0
     if model is not None:
         if args.logit_scale == "calibrate":
-            scale = calibrate_scale(
+            scale, val_op = calibrate(
                 args.data, args.calibrate_conversations, args.seed, model, cache
+            )
+            results["val_operating_point"] = dict(
+                zip(("threshold", "delay", "timeout"), val_op, strict=True)
             )
         else:
             scale = float(args.logit_scale)
@@ -362,6 +384,16 @@ def main(argv: list[str] | None = None) -> int:
             a_m = auc(pm[is_end, k_auc], pm[~is_end, k_auc])
             fams["model"] = (sweep(pm, is_end, dur), a_m)
             fams["model+fusion"] = (sweep(fused(pm, scale), is_end, dur), a_m)
+            opts = TurnOptions()
+            lat, cut = fixed_policy(
+                fused(pm, opts.logit_scale),
+                is_end,
+                dur,
+                opts.end_threshold,
+                opts.min_delay_ms / 1000.0,
+                opts.max_delay_ms / 1000.0,
+            )
+            results.setdefault("engine_defaults", {})[str(lag)] = {"latency": lat, "cut": cut}
         log.info("lag %.1f s: swept in %.1f s", lag, time.perf_counter() - t1)
         results["lags"][str(lag)] = {
             name: {
@@ -392,6 +424,20 @@ def print_table(results: dict) -> None:
         f"{results['holds']} HOLD, {results['ends']} END; model: {results['model']}; "
         f"fusion logit scale {results.get('logit_scale', 1.0)}"
     )
+    if "val_operating_point" in results:
+        op = results["val_operating_point"]
+        print(
+            f"val operating point at 10% cut-offs (lag 0.3 s): threshold {op['threshold']:.3f}, "
+            f"action delay {op['delay']:.1f} s, timeout {op['timeout']:.1f} s"
+        )
+    opts = TurnOptions()
+    for lag, r in results.get("engine_defaults", {}).items():
+        print(
+            f"engine defaults (TurnOptions(): logit scale {opts.logit_scale}, threshold "
+            f"{opts.end_threshold}, delays {opts.min_delay_ms:.0f}-{opts.max_delay_ms:.0f} ms) "
+            f"at lag {float(lag):.1f} s: mean END latency {r['latency'] * 1000:.0f} ms, "
+            f"{r['cut'] * 100:.1f}% false cut-offs"
+        )
     for lag, fams in results["lags"].items():
         print(f"\n### lag {float(lag):.1f} s\n")
         print(

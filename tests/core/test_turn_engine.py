@@ -220,7 +220,7 @@ def test_complete_words_end_the_turn_at_the_min_delay():
 
 
 def test_incomplete_words_wait_and_fusion_rises_with_silence():
-    eng = engine(Scripted(SCORER), max_delay_ms=3000, end_threshold=0.5)
+    eng = engine(Scripted(SCORER), max_delay_ms=3000, end_threshold=0.5, logit_scale=1.0)
     ev = utter(eng, INCOMPLETE)
     ev += run_until(eng, EndOfTurn)
     (eot,) = of(ev, EndOfTurn)

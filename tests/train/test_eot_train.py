@@ -19,6 +19,7 @@ from caesura.train import switchboard as sb  # noqa: E402
 from caesura.train.__main__ import main as train_main  # noqa: E402
 from caesura.train.data import encode_contexts  # noqa: E402
 from caesura.train.export import _ort_scores, export_and_validate, load_checkpoint  # noqa: E402
+from caesura.train.finetune import WeightAverage  # noqa: E402
 from caesura.train.loop import score_contexts  # noqa: E402
 from caesura.train.model import EotScorer, LastPositionScorer, ModelConfig, build_model  # noqa: E402
 from caesura.train.text import int_to_words, stt_style, words_to_digits  # noqa: E402
@@ -125,6 +126,8 @@ def trained(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             "1",
             "--finetune-steps",
             "3",
+            "--finetune-ema",
+            "0.9",
             "--no-export",
         ]
     )
@@ -142,6 +145,27 @@ def test_training_run_writes_checkpoints(trained: Path) -> None:
     stage2 = json.loads((trained / "history_stage2.json").read_text())
     assert stage2[-1]["step"] == 3
     assert 0.0 <= stage2[-1]["sb_val_auc"] <= 1.0
+
+
+def test_weight_average_tracks_and_swaps() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    avg = WeightAverage(net, 0.75)
+    with torch.no_grad():
+        net[0].weight.add_(4.0)
+    avg.update(net)
+    averaged = avg.state_dict()
+    # 0.75 * start + 0.25 * (start + 4) = start + 1; the integer batch counter is not averaged
+    assert torch.allclose(averaged["0.weight"], start["0.weight"] + 1.0)
+    assert torch.equal(averaged["0.bias"], start["0.bias"])
+    assert averaged["1.num_batches_tracked"].dtype == torch.long
+    live = net[0].weight.detach().clone()
+    with avg.swapped_in():
+        assert torch.allclose(net[0].weight, start["0.weight"] + 1.0)
+    assert torch.equal(net[0].weight, live)
+    with pytest.raises(ValueError, match="ema decay"):
+        WeightAverage(net, 1.0)
 
 
 def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Path) -> None:

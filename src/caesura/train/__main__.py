@@ -47,6 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         default=8,
         help="stage 2: conversation windows labelled at every pause, per step (0 = none)",
     )
+    ap.add_argument("--finetune-batch", type=int, default=32, help="stage 2 single questions/step")
+    ap.add_argument(
+        "--finetune-ema",
+        type=float,
+        default=0.0,
+        help="stage 2: keep and evaluate a moving average of the weights (decay, 0 = off)",
+    )
+    ap.add_argument(
+        "--finetune-lags",
+        default="0,0,0.3,0.5",
+        help="stage 2: STT lags (s) of the single pause questions, comma separated",
+    )
     ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -173,11 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         written_raw = tdata.written_train_raw(args.data)
         if args.limit_convs:
             written_raw = written_raw[: args.limit_convs * 10]
-        sets = build_finetune_set(sb_train, written_raw, args.seed)
+        lags = tuple(float(x) for x in args.finetune_lags.split(","))
+        sets = build_finetune_set(sb_train, written_raw, args.seed, lags)
         fcfg = FinetuneConfig(
             max_minutes=args.finetune_minutes,
             max_steps=args.finetune_steps,
             windows_per_step=args.finetune_windows,
+            batch=args.finetune_batch,
+            ema_decay=args.finetune_ema,
             threads=args.threads,
             seed=args.seed,
         )

@@ -23,11 +23,13 @@ from drifting. Wall-clock bounded like stage 1; keeps the best checkpoint by Swi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,7 @@ from caesura.train.model import EotScorer, ModelConfig, build_model, eot_bce
 __all__ = [
     "FinetuneConfig",
     "PauseWindows",
+    "WeightAverage",
     "build_finetune_set",
     "finetune",
     "pause_windows",
@@ -69,19 +72,24 @@ class FinetuneConfig:
     windows_per_step: int = 8  # whole-conversation windows labelled at every pause
     window_min_context: int = 32  # a window's pauses with less left context are not scored
     eval_every_minutes: float = 5.0
+    ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of weights
     threads: int = 2
     seed: int = 1234
 
 
 def build_finetune_set(
-    sb_train: list[sb.Conversation], written: list[list[tuple[str, str]]], seed: int
+    sb_train: list[sb.Conversation],
+    written: list[list[tuple[str, str]]],
+    seed: int,
+    lags: tuple[float, ...] = LAGS,
 ) -> dict[str, EvalSet]:
-    """Labelled contexts for stage 2: Switchboard pauses (lags mixed) and written truncations."""
+    """Labelled contexts for stage 2: Switchboard pauses (the conversations split evenly
+    between ``lags``) and written truncations."""
     rng = random.Random(seed)
     convs = list(sb_train)
     rng.shuffle(convs)
-    parts = [convs[i :: len(LAGS)] for i in range(len(LAGS))]
-    sw_sets = [tdata.switchboard_eval(p, lag=lag) for p, lag in zip(parts, LAGS, strict=True)]
+    parts = [convs[i :: len(lags)] for i in range(len(lags))]
+    sw_sets = [tdata.switchboard_eval(p, lag=lag) for p, lag in zip(parts, lags, strict=True)]
     sw = EvalSet(
         [c for s in sw_sets for c in s.contexts],
         np.concatenate([s.labels for s in sw_sets]),
@@ -176,6 +184,39 @@ def window_bce(lm: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eot_id: in
     return eot_bce(logits[at].log_softmax(dim=-1)[:, eot_id], y[at])
 
 
+class WeightAverage:
+    """Exponential moving average of a module's floating-point parameters and buffers
+    (``avg = decay * avg + (1 - decay) * w`` after every optimiser step)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema decay must be in (0, 1), got {decay}")
+        self.module, self.decay = module, decay
+        self.avg = {
+            k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()
+        }
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for k, v in module.state_dict().items():
+            if k in self.avg:
+                self.avg[k].lerp_(v.detach(), 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The module's state with the averaged weights in place of the live ones."""
+        return {k: self.avg.get(k, v).clone() for k, v in self.module.state_dict().items()}
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """Run the module with the averaged weights; the live ones come back afterwards."""
+        live = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self.module.load_state_dict(self.state_dict())
+        try:
+            yield
+        finally:
+            self.module.load_state_dict(live)
+
+
 def finetune(
     *,
     checkpoint: Path,
@@ -205,13 +246,16 @@ def finetune(
     eval_ids = {k: tdata.encode_contexts(tok, v.contexts, mcfg.context) for k, v in evals.items()}
     logger.info("stage 2 examples: %s", {k: len(v) for k, v in enc.items()})
     opt = make_optimizer(lm, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = WeightAverage(lm, cfg.ema_decay) if cfg.ema_decay > 0 else None
     history: list[dict[str, float]] = []
     best_path = out / "best_stage2.pt"
 
     def evaluate(step: int) -> float:
-        metrics = {
-            f"{k}_auc": auc(v.labels, score_contexts(scorer, eval_ids[k])) for k, v in evals.items()
-        }
+        with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+            metrics = {
+                f"{k}_auc": auc(v.labels, score_contexts(scorer, eval_ids[k]))
+                for k, v in evals.items()
+            }
         rec = {"stage": 2, "step": step, "minutes": round((time.time() - t0) / 60, 2), **metrics}
         history.append(rec)
         logger.info("stage 2 eval %s", json.dumps(rec))
@@ -226,7 +270,7 @@ def finetune(
     last_eval = time.time()
     names = list(enc)
     share = np.array([1 - cfg.written_share, cfg.written_share])
-    ema: float | None = None
+    loss_ema: float | None = None
     scorer.train()
 
     def done() -> bool:
@@ -254,17 +298,20 @@ def finetune(
             if bool((wy >= 0).any()):
                 loss = loss + window_bce(lm, wx, wy, eot)
         v = optimizer_step(opt, lm, loss)
+        if ema is not None:
+            ema.update(lm)
         step += 1
-        ema = v if ema is None else 0.98 * ema + 0.02 * v
+        loss_ema = v if loss_ema is None else 0.98 * loss_ema + 0.02 * v
         if step % 25 == 0:
-            logger.info("stage 2 step %d lr %.2e bce %.4f ema %.4f", step, lr, v, ema)
+            logger.info("stage 2 step %d lr %.2e bce %.4f ema %.4f", step, lr, v, loss_ema)
         if done() or time.time() - last_eval > cfg.eval_every_minutes * 60:
             score = evaluate(step)
             scorer.train()
             last_eval = time.time()
             if score > best:
                 best, best_is_input = score, False
-                state = {"model": lm.state_dict(), "stage2_step": step, "metrics": history[-1]}
+                weights = ema.state_dict() if ema is not None else lm.state_dict()
+                state = {"model": weights, "stage2_step": step, "metrics": history[-1]}
                 torch.save({**ckpt, **state}, best_path)
                 logger.info("stage 2 new best %.4f at step %d", best, step)
     return checkpoint if best_is_input else best_path
