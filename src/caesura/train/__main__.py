@@ -19,6 +19,18 @@ from typing import Any
 logger = logging.getLogger("caesura.train")
 
 
+def _lags(text: str) -> tuple[float, ...]:
+    try:
+        lags = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        lags = ()
+    if not lags or any(not 0.0 <= lag <= 5.0 for lag in lags):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated lags in seconds (0-5), got {text!r}"
+        )
+    return lags
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m caesura.train", description=__doc__)
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (has eot/)")
@@ -56,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--finetune-lags",
-        default="0,0,0.3,0.5",
-        help="stage 2: STT lags (s) of the single pause questions, comma separated",
+        type=_lags,
+        default=(0.0, 0.0, 0.3, 0.5),
+        help="stage 2: STT lags (s) of the single pause questions, comma separated "
+        "(default 0,0,0.3,0.5: lag 0 twice)",
     )
     ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
     ap.add_argument("--batch", type=int, default=32)
@@ -185,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         written_raw = tdata.written_train_raw(args.data)
         if args.limit_convs:
             written_raw = written_raw[: args.limit_convs * 10]
-        lags = tuple(float(x) for x in args.finetune_lags.split(","))
-        sets = build_finetune_set(sb_train, written_raw, args.seed, lags)
+        sets = build_finetune_set(sb_train, written_raw, args.seed, args.finetune_lags)
         fcfg = FinetuneConfig(
             max_minutes=args.finetune_minutes,
             max_steps=args.finetune_steps,
