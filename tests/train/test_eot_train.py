@@ -19,7 +19,7 @@ from caesura.train import switchboard as sb  # noqa: E402
 from caesura.train.__main__ import main as train_main  # noqa: E402
 from caesura.train.data import encode_contexts  # noqa: E402
 from caesura.train.export import _ort_scores, export_and_validate, load_checkpoint  # noqa: E402
-from caesura.train.finetune import WeightAverage  # noqa: E402
+from caesura.train.finetune import WeightAverage, average_checkpoints  # noqa: E402
 from caesura.train.loop import score_contexts  # noqa: E402
 from caesura.train.model import EotScorer, LastPositionScorer, ModelConfig, build_model  # noqa: E402
 from caesura.train.text import int_to_words, stt_style, words_to_digits  # noqa: E402
@@ -166,6 +166,27 @@ def test_weight_average_tracks_and_swaps() -> None:
     assert torch.equal(net[0].weight, live)
     with pytest.raises(ValueError, match="ema decay"):
         WeightAverage(net, 1.0)
+
+
+def test_average_checkpoints(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2)) for _ in range(3)]
+    paths = []
+    for i, net in enumerate(nets):
+        paths.append(tmp_path / f"run{i}.pt")
+        torch.save({"model": net.state_dict(), "model_config": {"i": i}}, paths[-1])
+    out = average_checkpoints(paths, tmp_path / "averaged.pt")
+    avg = torch.load(out, weights_only=False)
+    expect = sum(n[0].weight.detach() for n in nets) / 3
+    assert torch.allclose(avg["model"]["0.weight"], expect)
+    assert avg["model"]["1.num_batches_tracked"].dtype == torch.long
+    assert avg["model_config"] == {"i": 0}  # the rest of the checkpoint comes from the first
+    assert avg["averaged"] == [str(p) for p in paths]
+    torch.save({"model": {"other.weight": torch.zeros(1)}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="same weights"):
+        average_checkpoints([paths[0], tmp_path / "odd.pt"], tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="no checkpoints"):
+        average_checkpoints([], tmp_path / "x.pt")
 
 
 def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Path) -> None:

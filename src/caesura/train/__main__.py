@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         default=8,
         help="stage 2: conversation windows labelled at every pause, per step (0 = none)",
     )
+    ap.add_argument(
+        "--finetune-runs",
+        type=int,
+        default=1,
+        help="stage 2 runs (seeds seed, seed+1, ...) of --finetune-minutes each, averaged",
+    )
     ap.add_argument("--finetune-batch", type=int, default=32, help="stage 2 single questions/step")
     ap.add_argument(
         "--finetune-ema",
@@ -191,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.finetune_minutes > 0:
         from caesura.train.finetune import (  # noqa: PLC0415
             FinetuneConfig,
+            average_checkpoints,
             build_finetune_set,
             finetune,
             pause_windows,
@@ -200,25 +207,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit_convs:
             written_raw = written_raw[: args.limit_convs * 10]
         sets = build_finetune_set(sb_train, written_raw, args.seed, args.finetune_lags)
-        fcfg = FinetuneConfig(
-            max_minutes=args.finetune_minutes,
-            max_steps=args.finetune_steps,
-            windows_per_step=args.finetune_windows,
-            batch=args.finetune_batch,
-            ema_decay=args.finetune_ema,
-            threads=args.threads,
-            seed=args.seed,
-        )
-        windows = pause_windows(sb_train, tok, args.seed) if fcfg.windows_per_step else None
-        best = finetune(
-            checkpoint=best,
-            tok=tok,
-            train_sets=sets,
-            evals=evals,
-            cfg=fcfg,
-            out=out,
-            windows=windows,
-        )
+        windows = pause_windows(sb_train, tok, args.seed) if args.finetune_windows else None
+        stage1, bests = best, []
+        for run in range(args.finetune_runs):
+            fcfg = FinetuneConfig(
+                max_minutes=args.finetune_minutes,
+                max_steps=args.finetune_steps,
+                windows_per_step=args.finetune_windows,
+                batch=args.finetune_batch,
+                ema_decay=args.finetune_ema,
+                threads=args.threads,
+                seed=args.seed + run,
+            )
+            run_out = out if args.finetune_runs == 1 else out / f"stage2-run{run}"
+            bests.append(
+                finetune(
+                    checkpoint=stage1,
+                    tok=tok,
+                    train_sets=sets,
+                    evals=evals,
+                    cfg=fcfg,
+                    out=run_out,
+                    windows=windows,
+                )
+            )
+        best = bests[0] if len(bests) == 1 else average_checkpoints(bests, out / "averaged.pt")
         logger.info("stage 2 done at %.1f min; best checkpoint %s", (time.time() - t0) / 60, best)
     if args.no_export:
         return 0
