@@ -141,10 +141,12 @@ def test_training_run_writes_checkpoints(trained: Path) -> None:
     history = json.loads((trained / "history.json").read_text())
     assert history[-1]["step"] == 6
     assert 0.0 <= history[-1]["sb_val_auc"] <= 1.0
-    # stage 2 (pause fine-tuning) ran its 3 steps and evaluated
-    stage2 = json.loads((trained / "history_stage2.json").read_text())
-    assert stage2[-1]["step"] == 3
-    assert 0.0 <= stage2[-1]["sb_val_auc"] <= 1.0
+    # stage 2 (pause fine-tuning): three seeded runs of 3 steps each, evaluated, averaged
+    for run in range(3):
+        stage2 = json.loads((trained / f"stage2-run{run}" / "history_stage2.json").read_text())
+        assert stage2[-1]["step"] == 3
+        assert 0.0 <= stage2[-1]["sb_val_auc"] <= 1.0
+    assert (trained / "averaged.pt").is_file()
 
 
 def test_weight_average_tracks_and_swaps() -> None:

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--finetune-minutes",
         type=float,
-        default=18.0,
+        default=10.0,
         help="stage 2 budget: P(eot) fine-tuned on pause decisions (0 = skip)",
     )
     ap.add_argument("--finetune-steps", type=int, default=None, help="stage 2 step limit")
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--finetune-runs",
         type=int,
-        default=1,
+        default=3,
         help="stage 2 runs (seeds seed, seed+1, ...) of --finetune-minutes each, averaged",
     )
     ap.add_argument("--finetune-batch", type=int, default=32, help="stage 2 single questions/step")

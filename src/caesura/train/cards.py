@@ -51,11 +51,12 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
         " cross-entropy on P(<|eot|>) at every word boundary (the turn-is-over decision);"
         " 4,500 steps of 32 windows x 128 tokens (18.4 M tokens, 65% Switchboard windows),"
         " AdamW, peak LR 2e-3, cosine schedule (capped at 85 min on slow machines).",
-        "- Stage 2 (`caesura.train.finetune`, 18 min): binary cross-entropy on P(<|eot|>) at"
+        "- Stage 2 (`caesura.train.finetune`, 3 seeded runs of 10 min from the stage-1"
+        " checkpoint, their best-on-val weights averaged): binary cross-entropy on P(<|eot|>) at"
         " the questions the runtime is asked: Switchboard train pauses (END vs HOLD, words"
         " visible under an STT lag of 0, 0.3 or 0.5 s) and written turns complete vs cut at a"
         " word boundary; plus 8 windows of whole Switchboard conversations per step, scored"
-        " at every pause of one speaker; the best checkpoint by Switchboard val AUC is kept.",
+        " at every pause of one speaker.",
         "- Held out: Switchboard val/test (by conversation), SGD dev/test, MultiWOZ test.",
         "- Recipe: `nox -s train -- --data ../shared/data` (seeded, 2-core CPU, under 2 hours).",
         "",

@@ -46,19 +46,20 @@ class TurnOptions:
 
     End of turn (see :mod:`caesura.turn.fusion`):
 
-    * ``end_threshold`` (0.73): fire when P(end | words, silence >= t) reaches it.
-    * ``min_delay_ms`` (200) / ``max_delay_ms`` (2100): bounds of the endpointing delay,
+    * ``end_threshold`` (0.59): fire when P(end | words, silence >= t) reaches it.
+    * ``min_delay_ms`` (300) / ``max_delay_ms`` (3300): bounds of the endpointing delay,
       counted from the end of speech.
-    * ``logit_scale`` (0.6): the scorer's log-odds are multiplied by it before fusion (the
-      bundled model is over-confident against the pause-length prior).
+    * ``logit_scale`` (0.9): the scorer's log-odds are multiplied by it before fusion (the
+      bundled model is a little over-confident against the pause-length prior).
 
       These four defaults are the fused policy's operating point at a 10% false cut-off
       budget, chosen on Switchboard *val* (lag 0.3 s) with the bundled model
       (``benchmarks/turns.py``, which also scores this fixed policy on test); a speculative
       re-open recovers the rare cut.
     * ``adapt_min_delay`` scales the minimum to the user's own pause habit (their observed
-      mid-turn pauses against the population's), by at most ``adapt_max_factor``; ``adapt_prior_pauses`` pseudo-pauses of the population curve
-      weigh against the user's pauses, which also personalise the survival curve.
+      mid-turn pauses against the population's), by at most ``adapt_max_factor``;
+      ``adapt_prior_pauses`` pseudo-pauses of the population curve weigh against the user's
+      pauses, which also personalise the survival curve.
     * ``fallback_delay_ms`` (800): silence-only endpointing when there are no words to score
       (no scorer, unsupported language, or no transcript yet). Not when the scorer *failed*
       on the words: that turn ends at ``max_delay_ms`` (see :class:`ScorerFailed`).
@@ -92,12 +93,12 @@ class TurnOptions:
     max_speech_ms: float = 60_000.0
     stitch_ms: float = 0.0
 
-    end_threshold: float = 0.73
-    min_delay_ms: float = 200.0
-    max_delay_ms: float = 2100.0
+    end_threshold: float = 0.59
+    min_delay_ms: float = 300.0
+    max_delay_ms: float = 3300.0
     fallback_delay_ms: float = 800.0
     wait_for_final: bool = True
-    logit_scale: float = 0.6
+    logit_scale: float = 0.9
     adapt_min_delay: bool = True
     adapt_prior_pauses: float = 20.0
     adapt_max_factor: float = 3.0
