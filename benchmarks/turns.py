@@ -182,24 +182,34 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((r_pos - pos.size * (pos.size + 1) / 2.0) / (pos.size * neg.size))
 
 
+_QS = np.append(QUERIES, np.inf)
+
+
+def next_pass(passes: np.ndarray) -> np.ndarray:
+    """``[points x queries]``: from each query on, the first query time at which ``passes``
+    is true (inf when never). Column ``delay / QUERY_STEP - 1`` is when a policy with that
+    action delay fires, unless its timeout comes first."""
+    nq = QUERIES.size
+    idx = np.where(passes, np.arange(nq)[None, :], nq)
+    return _QS[np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]]
+
+
+def _col(delay: float) -> int:
+    return round(delay / QUERY_STEP) - 1
+
+
 def sweep(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, n_thr: int = 120):
     """All (mean END latency, HOLD cut-off rate, params) of threshold x delay x timeout."""
-    nq = QUERIES.size
-    qs = np.append(QUERIES, np.inf)
     flat = scores.reshape(-1)
     thr = np.unique(np.quantile(flat, np.linspace(0.0, 1.0, n_thr)))
     thr = np.concatenate([thr, [np.inf]])
     hold = ~is_end
     dur_h = dur[hold]
     ops = []
-    ar = np.arange(nq)
     for th in thr:
-        b = scores >= th
-        idx = np.where(b, ar[None, :], nq)
-        nxt = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
+        nxt = next_pass(scores >= th)
         for a in ACTION_DELAYS:
-            ka = round(a / QUERY_STEP) - 1
-            first = qs[nxt[:, ka]]
+            first = nxt[:, _col(a)]
             fire = np.minimum(first[:, None], TIMEOUTS[None, :])  # points x timeouts
             lat = fire[is_end].mean(axis=0)
             cut = (fire[hold] < dur_h[:, None] - 1e-9).mean(axis=0)
@@ -262,10 +272,7 @@ def calibrate(data: Path, n_convs: int, seed: int, model, cache: dict) -> tuple[
 def fixed_policy(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, thr, delay, timeout):
     """(mean END latency, HOLD cut-off rate) of one policy: fire at the first query >= delay
     whose score reaches ``thr``, else at ``timeout``."""
-    ok = scores >= thr
-    ok[:, : round(delay / QUERY_STEP) - 1] = False
-    first = np.where(ok.any(axis=1), QUERIES[ok.argmax(axis=1)], np.inf)
-    fire = np.minimum(first, timeout)
+    fire = np.minimum(next_pass(scores >= thr)[:, _col(delay)], timeout)
     return float(fire[is_end].mean()), float((fire[~is_end] < dur[~is_end] - 1e-9).mean())
 
 
@@ -361,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
             scale = float(args.logit_scale)
         log.info("fusion logit scale: %.2f", scale)
     results["logit_scale"] = scale
+    defaults = TurnOptions()
+    results["engine_defaults"] = {
+        "options": {
+            k: getattr(defaults, k)
+            for k in ("logit_scale", "end_threshold", "min_delay_ms", "max_delay_ms")
+        }
+    }
     t1 = time.perf_counter()
     all_keys, ctx_list = contexts_for(points, lags)
     log.info("%d distinct contexts over all lags (%.1f s)", len(ctx_list), time.perf_counter() - t1)
@@ -384,16 +398,16 @@ def main(argv: list[str] | None = None) -> int:
             a_m = auc(pm[is_end, k_auc], pm[~is_end, k_auc])
             fams["model"] = (sweep(pm, is_end, dur), a_m)
             fams["model+fusion"] = (sweep(fused(pm, scale), is_end, dur), a_m)
-            opts = TurnOptions()
+            opts = results["engine_defaults"]["options"]
             lat, cut = fixed_policy(
-                fused(pm, opts.logit_scale),
+                fused(pm, opts["logit_scale"]),
                 is_end,
                 dur,
-                opts.end_threshold,
-                opts.min_delay_ms / 1000.0,
-                opts.max_delay_ms / 1000.0,
+                opts["end_threshold"],
+                opts["min_delay_ms"] / 1000.0,
+                opts["max_delay_ms"] / 1000.0,
             )
-            results.setdefault("engine_defaults", {})[str(lag)] = {"latency": lat, "cut": cut}
+            results["engine_defaults"][str(lag)] = {"latency": lat, "cut": cut}
         log.info("lag %.1f s: swept in %.1f s", lag, time.perf_counter() - t1)
         results["lags"][str(lag)] = {
             name: {
@@ -430,13 +444,14 @@ def print_table(results: dict) -> None:
             f"val operating point at 10% cut-offs (lag 0.3 s): threshold {op['threshold']:.3f}, "
             f"action delay {op['delay']:.1f} s, timeout {op['timeout']:.1f} s"
         )
-    opts = TurnOptions()
-    for lag, r in results.get("engine_defaults", {}).items():
+    engine = dict(results["engine_defaults"])
+    opts = engine.pop("options")
+    for lag, r in engine.items():
         print(
-            f"engine defaults (TurnOptions(): logit scale {opts.logit_scale}, threshold "
-            f"{opts.end_threshold}, delays {opts.min_delay_ms:.0f}-{opts.max_delay_ms:.0f} ms) "
-            f"at lag {float(lag):.1f} s: mean END latency {r['latency'] * 1000:.0f} ms, "
-            f"{r['cut'] * 100:.1f}% false cut-offs"
+            f"engine defaults (TurnOptions(): logit scale {opts['logit_scale']}, threshold "
+            f"{opts['end_threshold']}, delays {opts['min_delay_ms']:.0f}-"
+            f"{opts['max_delay_ms']:.0f} ms) at lag {float(lag):.1f} s: mean END latency "
+            f"{r['latency'] * 1000:.0f} ms, {r['cut'] * 100:.1f}% false cut-offs"
         )
     for lag, fams in results["lags"].items():
         print(f"\n### lag {float(lag):.1f} s\n")

@@ -156,7 +156,7 @@ def test_weight_average_tracks_and_swaps() -> None:
     avg = WeightAverage(net, 0.75)
     with torch.no_grad():
         net[0].weight.add_(4.0)
-    avg.update(net)
+    avg.update()
     averaged = avg.state_dict()
     # 0.75 * start + 0.25 * (start + 4) = start + 1; the integer batch counter is not averaged
     assert torch.allclose(averaged["0.weight"], start["0.weight"] + 1.0)

@@ -8,6 +8,7 @@ config and model card; ``--install`` copies the result into ``src/caesura/eot/as
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import random
@@ -56,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--finetune-windows",
         type=int,
-        default=8,
-        help="stage 2: conversation windows labelled at every pause, per step (0 = none)",
+        default=None,
+        help="stage 2: conversation windows labelled at every pause, per step (0 = none;"
+        " default: FinetuneConfig's)",
     )
     ap.add_argument(
         "--finetune-runs",
@@ -65,19 +67,24 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="stage 2 runs (seeds seed, seed+1, ...) of --finetune-minutes each, averaged",
     )
-    ap.add_argument("--finetune-batch", type=int, default=32, help="stage 2 single questions/step")
+    ap.add_argument(
+        "--finetune-batch",
+        type=int,
+        default=None,
+        help="stage 2 single questions per step (default: FinetuneConfig's)",
+    )
     ap.add_argument(
         "--finetune-ema",
         type=float,
-        default=0.0,
-        help="stage 2: keep and evaluate a moving average of the weights (decay, 0 = off)",
+        default=None,
+        help="stage 2: keep and evaluate a moving average of the weights (decay; default off)",
     )
     ap.add_argument(
         "--finetune-lags",
         type=_lags,
-        default=(0.0, 0.0, 0.3, 0.5),
-        help="stage 2: STT lags (s) of the single pause questions, comma separated "
-        "(default 0,0,0.3,0.5: lag 0 twice)",
+        default=None,
+        help="stage 2: STT lags (s) of the single pause questions, comma separated"
+        " (default: caesura.train.finetune.LAGS, lag 0 twice, 0.3 and 0.5)",
     )
     ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
     ap.add_argument("--batch", type=int, default=32)
@@ -206,19 +213,24 @@ def main(argv: list[str] | None = None) -> int:
         written_raw = tdata.written_train_raw(args.data)
         if args.limit_convs:
             written_raw = written_raw[: args.limit_convs * 10]
-        sets = build_finetune_set(sb_train, written_raw, args.seed, args.finetune_lags)
-        windows = pause_windows(sb_train, tok, args.seed) if args.finetune_windows else None
+        given = {
+            "windows_per_step": args.finetune_windows,
+            "batch": args.finetune_batch,
+            "ema_decay": args.finetune_ema,
+            "lags": args.finetune_lags,
+        }
+        base = FinetuneConfig(
+            max_minutes=args.finetune_minutes,
+            max_steps=args.finetune_steps,
+            threads=args.threads,
+            seed=args.seed,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+        sets = build_finetune_set(sb_train, written_raw, args.seed, base.lags)
+        windows = pause_windows(sb_train, tok, args.seed) if base.windows_per_step else None
         stage1, bests = best, []
         for run in range(args.finetune_runs):
-            fcfg = FinetuneConfig(
-                max_minutes=args.finetune_minutes,
-                max_steps=args.finetune_steps,
-                windows_per_step=args.finetune_windows,
-                batch=args.finetune_batch,
-                ema_decay=args.finetune_ema,
-                threads=args.threads,
-                seed=args.seed + run,
-            )
+            fcfg = dataclasses.replace(base, seed=args.seed + run)
             run_out = out if args.finetune_runs == 1 else out / f"stage2-run{run}"
             bests.append(
                 finetune(

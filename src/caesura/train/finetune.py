@@ -74,6 +74,7 @@ class FinetuneConfig:
     window_min_context: int = 32  # a window's pauses with less left context are not scored
     eval_every_minutes: float = 5.0
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of weights
+    lags: tuple[float, ...] = LAGS  # STT lags of the single pause questions (build_finetune_set)
     threads: int = 2
     seed: int = 1234
 
@@ -198,8 +199,9 @@ class WeightAverage:
         }
 
     @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        for k, v in module.state_dict().items():
+    def update(self) -> None:
+        """Fold the module's current weights into the average (after an optimiser step)."""
+        for k, v in self.module.state_dict().items():
             if k in self.avg:
                 self.avg[k].lerp_(v.detach(), 1.0 - self.decay)
 
@@ -321,7 +323,7 @@ def finetune(
                 loss = loss + window_bce(lm, wx, wy, eot)
         v = optimizer_step(opt, lm, loss)
         if ema is not None:
-            ema.update(lm)
+            ema.update()
         step += 1
         loss_ema = v if loss_ema is None else 0.98 * loss_ema + 0.02 * v
         if step % 25 == 0:
