@@ -4,7 +4,9 @@ turn detector, each timed in its own subprocess (1 inference thread) in the same
 * caesura: ``EndOfTurnModel.predict`` (tokenisation included) on a dialogue longer than the
   model's context, ``num_threads=1``, reading the shipped default window (96 tokens: it scored
   best on Switchboard val); ``caesura-ctx128`` reads the same dialogue through the whole
-  trained context (``EndOfTurnModel.load(max_tokens=128)``).
+  trained context (``EndOfTurnModel.load(max_tokens=128)``); ``caesura-pending`` is the
+  default window asked with ``words_pending=True`` (P(end after one more word): 16 next-word
+  candidates scored in the same call; the engine asks it while the transcript lags the speech).
 * Pipecat: ``LocalSmartTurnAnalyzerV3(cpu_count=1)._predict_endpoint`` on 8 s of speech
   (the bundled smart-turn-v3.2-cpu.onnx; Whisper features included).
 * LiveKit: ``livekit.local_inference.EOT().predict`` on 1.2 s of int16 speech (livekit-agents
@@ -80,11 +82,12 @@ def worker(name: str, iters: int) -> dict:
             {"role": "assistant", "content": "Sure, what time would you like the table for?"},
             {"role": "user", "content": "well i was thinking maybe " * 40},
         ]
-        info["tokens"] = len(model.encode(turns))
-        model.predict(turns)
+        pending = name == "caesura-pending"
+        info["tokens"] = len(model.encode(turns, words_pending=pending))
+        model.predict(turns, words_pending=pending)
         rss1 = _rss_mb()
-        times = _time(lambda: model.predict(turns), iters)
-        info["input"] = f"{info['tokens']} tokens of text"
+        times = _time(lambda: model.predict(turns, words_pending=pending), iters)
+        info["input"] = f"{info['tokens']} tokens{', pending' if pending else ' of text'}"
     elif name == "pipecat-smart-turn-v3.2":
         from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3  # noqa: PLC0415
 
@@ -149,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.iters)))
         return 0
     rows = []
-    for name in ("caesura", "caesura-ctx128", "pipecat-smart-turn-v3.2", "livekit-local-eot"):
+    names = (
+        "caesura",
+        "caesura-ctx128",
+        "caesura-pending",
+        "pipecat-smart-turn-v3.2",
+        "livekit-local-eot",
+    )
+    for name in names:
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", name, "--iters", str(args.iters)],
             capture_output=True,

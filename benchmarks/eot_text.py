@@ -4,7 +4,9 @@
   end of turn"): ROC-AUC of END vs HOLD with all words visible (lag 0) and with the words of
   the last 0.3 s and 0.5 s hidden (a word is visible when its end time is at most
   ``pause start - lag``); TPR / TNR at the shipped threshold (``unlikely_threshold('en')``)
-  and the best TNR reachable at TPR ≥ 90%.
+  and the best TNR reachable at TPR ≥ 90%. At a lag the word before the pause is always
+  hidden, so the model is also asked what the turn engine asks then (``model, pending``:
+  ``words_pending=True``, P(end after one more word)).
 * Written turns (SGD test + MultiWOZ test, never trained on): each user turn complete vs cut
   at a random word boundary, in streaming-STT style (lower case, no punctuation) and as
   written; balanced accuracy at the shipped threshold and ROC-AUC.
@@ -67,7 +69,7 @@ def tnr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr: float = 0.9) -> tupl
     return rates(y, scores, thr)[1], thr
 
 
-def score(model, contexts, batch_size: int = 1) -> np.ndarray:
+def score(model, contexts, batch_size: int = 1, words_pending: bool = False) -> np.ndarray:
     """One context per call, exactly as ``predict`` scores it at run time."""
     out = np.zeros(len(contexts))
     idx = [i for i, c in enumerate(contexts) if c[-1][1].strip()]
@@ -76,7 +78,7 @@ def score(model, contexts, batch_size: int = 1) -> np.ndarray:
         for i in idx
     ]
     if chats:
-        out[idx] = model.predict_many(chats, batch_size=batch_size)
+        out[idx] = model.predict_many(chats, batch_size=batch_size, words_pending=words_pending)
     return out
 
 
@@ -157,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     for lag in [float(x) for x in args.lags.split(",")]:
         ev = tdata.switchboard_eval(convs, lag=lag, max_points=max_points, seed=args.seed)
         y = ev.labels
-        for name, s in (
-            ("model", score(model, ev.contexts)),
-            ("heuristic", heuristic(ev.contexts)),
-        ):
-            t_use = thr if name == "model" else 0.5
+        rows = [("model", score(model, ev.contexts))]
+        if lag > 0 and getattr(model, "supports_pending_words", False):
+            # at the pause start the word before it is always hidden at a lag: ask the model
+            # for P(end after one more word), as the turn engine does when words are pending
+            rows.append(("model, pending", score(model, ev.contexts, words_pending=True)))
+        rows.append(("heuristic", heuristic(ev.contexts)))
+        for name, s in rows:
+            t_use = thr if name.startswith("model") else 0.5
             tpr, tnr = rates(y, s, t_use)
             best_tnr, _ = tnr_at_tpr(y, s)
             a = auc(y, s)

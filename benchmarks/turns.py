@@ -88,11 +88,15 @@ def load_points(data: Path, split: str, max_convs: int | None, seed: int):
 
 
 def contexts_for(points, lags: Sequence[float]):
-    """Per lag, per point: the context id seen at each query time; plus the contexts.
+    """Per lag, per point: the context id seen at each query time; plus the contexts; plus,
+    per lag, whether the speaker's words are still pending at that query (the word before
+    the pause is not visible yet: the recogniser has not caught up with the end of speech,
+    which a live engine knows because no transcript update came after the speech ended).
 
     A context only changes when a word's end crosses ``query - lag``, so it is built once
     per distinct cut-off signature and shared across queries and lags."""
     keys = {lag: np.empty((len(points), QUERIES.size), dtype=np.int64) for lag in lags}
+    pending = {lag: np.zeros((len(points), QUERIES.size), dtype=bool) for lag in lags}
     ctx_of: dict[tuple, int] = {}
     ctx_list: list[tuple[tuple[str, str], ...]] = []
     for n, (turns, p) in enumerate(points):
@@ -105,6 +109,7 @@ def contexts_for(points, lags: Sequence[float]):
             for k, q in enumerate(QUERIES):
                 t = p.start + q - lag + 1e-6
                 sig = (bisect_right(cur_ends, t), bisect_right(prev_ends, t))
+                pending[lag][n, k] = 0 < sig[0] < len(cur_ends)
                 cid = by_sig.get(sig)
                 if cid is None:
                     vis = tuple(visible_turns(turns, p, query_time=p.start + q, lag=lag))
@@ -115,7 +120,7 @@ def contexts_for(points, lags: Sequence[float]):
                         ctx_list.append(vis)
                     by_sig[sig] = cid
                 row[k] = cid
-    return keys, ctx_list
+    return keys, ctx_list, pending
 
 
 def as_chat(vis: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -126,17 +131,27 @@ def as_chat(vis: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 def score_contexts(
-    ctx_list, scorer: Callable[[list[dict[str, str]]], float] | None, model, cache: dict
+    ctx_list,
+    scorer: Callable[[list[dict[str, str]]], float] | None,
+    model,
+    cache: dict,
+    *,
+    only: np.ndarray | None = None,
+    words_pending: bool = False,
 ) -> np.ndarray:
-    out = np.empty(len(ctx_list), dtype=np.float64)
+    """Scores of the contexts (``only``: of those ids; the rest stay NaN). With
+    ``words_pending`` the model answers P(end after one more word) (cached apart)."""
+    out = np.full(len(ctx_list), np.nan, dtype=np.float64)
     todo: list[int] = []
-    for i, vis in enumerate(ctx_list):
+    for i in range(len(ctx_list)) if only is None else np.unique(only):
+        vis = ctx_list[i]
+        key = ("pending", vis) if words_pending else vis
         if not vis[-1][1]:  # nothing of the user's turn visible yet: no opinion
             out[i] = 0.5
-        elif vis in cache:
-            out[i] = cache[vis]
+        elif key in cache:
+            out[i] = cache[key]
         elif scorer is not None:
-            out[i] = cache[vis] = scorer(as_chat(vis))
+            out[i] = cache[key] = scorer(as_chat(vis))
         else:
             todo.append(i)
     if todo:
@@ -144,13 +159,27 @@ def score_contexts(
         batch = 256
         for b in range(0, len(todo), batch):
             idx = todo[b : b + batch]
-            probs = model.predict_many([as_chat(ctx_list[i]) for i in idx], batch_size=64)
+            probs = model.predict_many(
+                [as_chat(ctx_list[i]) for i in idx], batch_size=64, words_pending=words_pending
+            )
             for i, pr in zip(idx, probs, strict=True):
-                out[i] = cache[ctx_list[i]] = float(pr)
+                out[i] = float(pr)
+                cache[("pending", ctx_list[i]) if words_pending else ctx_list[i]] = float(pr)
             if b and b % (batch * 40) == 0:
                 log.info("  model: %d/%d contexts (%.0f s)", b, len(todo), time.perf_counter() - t0)
         log.info("  model: %d contexts in %.1f s", len(todo), time.perf_counter() - t0)
     return out
+
+
+def model_scores(ctx_list, keys: np.ndarray, pending: np.ndarray, model, cache: dict):
+    """Per point and query: the model's score of what is visible, asked as P(end after one
+    more word) where the words are pending (when the model supports that). Returns
+    (scores, scores with the pending words taken as complete)."""
+    now = score_contexts(ctx_list, None, model, cache)[keys]
+    if not getattr(model, "supports_pending_words", False) or not pending.any():
+        return now, now
+    later = score_contexts(ctx_list, None, model, cache, only=keys[pending], words_pending=True)
+    return np.where(pending, later[keys], now), now
 
 
 def fused(p_words: np.ndarray, logit_scale: float = 1.0) -> np.ndarray:
@@ -256,8 +285,8 @@ def calibrate(data: Path, n_convs: int, seed: int, model, cache: dict) -> tuple[
     _, points = load_points(data, "val", n_convs, seed)
     is_end = np.asarray([p.label == "END" for _, p in points])
     dur = np.asarray([p.duration for _, p in points])
-    keys, ctx_list = contexts_for(points, [0.3])
-    pm = score_contexts(ctx_list, None, model, cache)[keys[0.3]]
+    keys, ctx_list, pending = contexts_for(points, [0.3])
+    pm, _ = model_scores(ctx_list, keys[0.3], pending[0.3], model, cache)
     base = summarise(silence_ops(is_end, dur))
     best, best_gain, best_op = 1.0, -math.inf, ()
     for scale in SCALES:
@@ -376,13 +405,16 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     t1 = time.perf_counter()
-    all_keys, ctx_list = contexts_for(points, lags)
+    all_keys, ctx_list, all_pending = contexts_for(points, lags)
     log.info("%d distinct contexts over all lags (%.1f s)", len(ctx_list), time.perf_counter() - t1)
     lex_all = score_contexts(ctx_list, lexical_end_probability, None, {})
-    pm_all = score_contexts(ctx_list, None, model, cache) if model is not None else None
-    if model is not None and args.cache is not None:
-        with args.cache.open("wb") as fh:
-            pickle.dump(cache, fh)
+    pm_by_lag = {}
+    if model is not None:
+        for lag in lags:
+            pm_by_lag[lag] = model_scores(ctx_list, all_keys[lag], all_pending[lag], model, cache)
+        if args.cache is not None:
+            with args.cache.open("wb") as fh:
+                pickle.dump(cache, fh)
     for lag in lags:
         t1 = time.perf_counter()
         keys = all_keys[lag]
@@ -393,11 +425,13 @@ def main(argv: list[str] | None = None) -> int:
         a_lex = auc(lex[is_end, k_auc], lex[~is_end, k_auc])
         fams["lexical"] = (sweep(lex, is_end, dur), a_lex)
         fams["lexical+fusion"] = (sweep(fused(lex), is_end, dur), a_lex)
-        if pm_all is not None:
-            pm = pm_all[keys]
+        if lag in pm_by_lag:
+            pm, pm_stale = pm_by_lag[lag]
             a_m = auc(pm[is_end, k_auc], pm[~is_end, k_auc])
             fams["model"] = (sweep(pm, is_end, dur), a_m)
             fams["model+fusion"] = (sweep(fused(pm, scale), is_end, dur), a_m)
+            if pm_stale is not pm:  # the same, with pending words scored as if complete
+                fams["model+fusion, no pending"] = (sweep(fused(pm_stale, scale), is_end, dur), a_m)
             opts = results["engine_defaults"]["options"]
             lat, cut = fixed_policy(
                 fused(pm, opts["logit_scale"]),

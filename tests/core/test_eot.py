@@ -20,6 +20,7 @@ from caesura.errors import (
     ModelError,
     ModelIntegrityError,
     UnsupportedLanguageError,
+    UnsupportedModelError,
 )
 
 ASSETS = Path(caesura.__file__).parent / "eot" / "assets"
@@ -119,17 +120,8 @@ def test_long_text_is_truncated_to_the_context(model: EndOfTurnModel) -> None:
 def test_context_window_from_config_and_option(tmp_path: Path) -> None:
     """``read_tokens`` in config.json sets the default window; ``max_tokens`` overrides it up
     to the trained context; the score reads exactly the last ``max_tokens`` tokens."""
-    import hashlib  # noqa: PLC0415
-
-    folder = tmp_path / "eot"
-    shutil.copytree(ASSETS, folder, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
-    cfg = json.loads((folder / "config.json").read_text())
-    context = int(cfg["context"])
-    cfg["read_tokens"] = 40
-    (folder / "config.json").write_text(json.dumps(cfg))
-    sums = json.loads((folder / "sha256.json").read_text())
-    sums["config.json"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
-    (folder / "sha256.json").write_text(json.dumps(sums))
+    folder = _copy_with_config(tmp_path, read_tokens=40)
+    context = int(json.loads((folder / "config.json").read_text())["context"])
     long_turn = [u("and then we went to the store and bought some bread " * 30)]
     short = EndOfTurnModel.load(folder)
     assert short.max_tokens == 40
@@ -139,6 +131,56 @@ def test_context_window_from_config_and_option(tmp_path: Path) -> None:
     same = EndOfTurnModel.load(folder, max_tokens=40)
     assert same.predict(long_turn) == short.predict(long_turn)
     assert full.predict(long_turn) != short.predict(long_turn)  # it really reads more
+
+
+def _copy_with_config(tmp_path: Path, **changes: object) -> Path:
+    import hashlib  # noqa: PLC0415
+
+    folder = tmp_path / "eot"
+    shutil.copytree(ASSETS, folder, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    cfg = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    sums = json.loads((folder / "sha256.json").read_text())
+    sums["config.json"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    (folder / "sha256.json").write_text(json.dumps(sums))
+    return folder
+
+
+def test_pending_words_score_the_turn_after_one_more_word(model: EndOfTurnModel) -> None:
+    """``words_pending=True``: the recogniser has not delivered the last word yet."""
+    assert model.supports_pending_words
+    assert model.config["pending_candidates"] >= 1
+    cut = [a("How many people?"), u("a table for")]
+    done = [a("How many people?"), u("a table for two please")]
+    # "a table for" is unfinished now, but one more word ("two") may well finish it
+    assert model.predict(cut, words_pending=True) > 5 * model.predict(cut)
+    # a finished request followed by more words is less likely to be over than it is now
+    assert model.predict(done, words_pending=True) < model.predict(done)
+    dialogues = [cut, done, [u("so i was thinking")]]
+    single = [model.predict(d, words_pending=True) for d in dialogues]
+    assert model.predict_many(dialogues, words_pending=True) == single
+    assert all(0.0 <= p <= 1.0 for p in single)
+    # one position is left for the word to come, even with the whole trained context
+    wide = EndOfTurnModel.load(max_tokens=10_000)
+    long_turn = [u("and then we went to the store " * 100)]
+    assert len(wide.encode(long_turn)) == wide.max_tokens == wide.config["context"]
+    assert len(wide.encode(long_turn, words_pending=True)) == wide.max_tokens - 1
+    assert 0.0 <= wide.predict(long_turn, words_pending=True) <= 1.0
+    with pytest.raises(InvalidOptionError, match="words_pending"):
+        model.predict(cut, words_pending="yes")  # type: ignore[arg-type]
+
+
+def test_pending_words_need_a_model_exported_with_them(tmp_path: Path) -> None:
+    old = EndOfTurnModel.load(_copy_with_config(tmp_path, pending_candidates=None))
+    assert not old.supports_pending_words
+    assert 0.0 <= old.predict([u("a table for")]) <= 1.0
+    with pytest.raises(UnsupportedModelError, match="next-word"):
+        old.predict([u("a table for")], words_pending=True)
 
 
 def test_tokenizer_round_trip(model: EndOfTurnModel) -> None:

@@ -292,6 +292,68 @@ def test_words_are_stale_until_the_recogniser_catches_up():
     assert eot.transcript == f"{COMPLETE} {INCOMPLETE}"
 
 
+class PendingAware:
+    """A model-like scorer that can score words whose end is still being recognised."""
+
+    supports_pending_words = True
+
+    def __init__(self, now: float, pending: float):
+        self.now, self.pending = now, pending
+        self.calls: list[tuple[str, bool]] = []
+
+    def predict(self, turns, words_pending=False):
+        self.calls.append((turns[-1]["content"], words_pending))
+        return self.pending if words_pending else self.now
+
+
+def test_words_from_before_the_end_of_speech_are_scored_as_pending():
+    """Final words pushed while the user still speaks: at the pause the recogniser has not
+    delivered the last word yet, so the scorer is asked P(end after one more word)."""
+    sc = PendingAware(now=0.02, pending=0.97)
+    eng = engine(sc, wait_for_final=True, min_delay_ms=200, adapt_min_delay=False)
+    eng.push_probabilities(silence(320) + speech(480))
+    eng.push_transcript("i want to book a table for", final=True)  # mid-speech
+    ev = eng.push_probabilities(speech(320) + silence(224))
+    assert of(ev, SpeechStopped)
+    ev += run_until(eng, EndOfTurn)
+    (eot,) = of(ev, EndOfTurn)
+    assert sc.calls == [("i want to book a table for", True)]
+    assert eot.reason == "semantic"
+    assert eot.words_pending
+    assert eot.words_probability == pytest.approx(0.97)
+    # the same words once the recogniser has caught up (an update after the speech end)
+    sc2 = PendingAware(now=0.02, pending=0.97)
+    eng2 = engine(sc2, min_delay_ms=200, adapt_min_delay=False, max_delay_ms=1500)
+    eng2.push_probabilities(silence(320) + speech(800) + silence(224))
+    eng2.push_transcript("i want to book a table for", final=True)
+    ev2 = run_until(eng2, EndOfTurn)
+    assert sc2.calls == [("i want to book a table for", False)]
+    assert of(ev2, EndOfTurn)[0].reason == "max_delay"
+    assert not of(ev2, EndOfTurn)[0].words_pending
+
+
+def test_pending_words_scoring_can_be_turned_off_and_needs_a_capable_scorer():
+    sc = PendingAware(now=0.95, pending=0.02)
+    eng = engine(sc, score_pending_words=False, min_delay_ms=200, adapt_min_delay=False)
+    eng.push_probabilities(silence(320) + speech(480))
+    eng.push_transcript(COMPLETE, final=True)
+    eng.push_probabilities(speech(320) + silence(224))
+    ev = run_until(eng, EndOfTurn)
+    assert sc.calls == [(COMPLETE, False)]
+    assert not of(ev, EndOfTurn)[0].words_pending
+    # a plain callable scorer has no pending mode: its words are scored as they are
+    plain = Scripted(SCORER)
+    eng2 = engine(plain, min_delay_ms=200, adapt_min_delay=False)
+    eng2.push_probabilities(silence(320) + speech(480))
+    eng2.push_transcript(COMPLETE, final=True)
+    eng2.push_probabilities(speech(320) + silence(224))
+    (eot,) = of(run_until(eng2, EndOfTurn), EndOfTurn)
+    assert eot.reason == "semantic"
+    assert not eot.words_pending
+    with pytest.raises(InvalidOptionError, match="score_pending_words"):
+        TurnOptions(score_pending_words=1)  # type: ignore[arg-type]
+
+
 def test_transcript_language_unsupported_falls_back_and_logs_once(caplog):
     class Model:
         def predict(self, turns):

@@ -206,6 +206,25 @@ def test_incomplete_transcript_waits(scorer: object) -> None:
     assert slow.words_probability < fast.words_probability
 
 
+def test_words_finalised_before_the_speech_ends_are_scored_as_pending() -> None:
+    """A final transcript that lands while the user still speaks lacks the last words: at
+    the pause the bundled model is asked P(end after one more word)."""
+    model = _eot_model()
+    strategy = CaesuraTurnStopStrategy(scorer=model)
+    pcm = speech() + silence(0.3, RATE)
+    mid = int(1.0 * RATE) * 2  # 1 s into the 2 s utterance
+    frames = [*audio(pcm[:mid]), final(INCOMPLETE), *audio(pcm[mid:] + silence(3.5, RATE))]
+    run_pipeline(strategy, frames)
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.words_pending, eot
+    want = model.predict([{"role": "user", "content": INCOMPLETE}], words_pending=True)
+    assert eot.words_probability == pytest.approx(want, abs=1e-6)
+    assert eot.words_probability != pytest.approx(
+        model.predict([{"role": "user", "content": INCOMPLETE}]), abs=1e-3
+    )
+
+
 def test_interim_transcripts_hold_the_decision(scorer: object) -> None:
     """A complete-looking interim does not end the turn; the final does, at once."""
     strategy = CaesuraTurnStopStrategy(scorer=scorer, max_delay=3.0)

@@ -18,10 +18,21 @@ from caesura.eot import EndOfTurnModel  # noqa: E402
 from caesura.train import switchboard as sb  # noqa: E402
 from caesura.train.__main__ import main as train_main  # noqa: E402
 from caesura.train.data import encode_contexts  # noqa: E402
-from caesura.train.export import _ort_scores, export_and_validate, load_checkpoint  # noqa: E402
+from caesura.train.export import (  # noqa: E402
+    _ort_scores,
+    export_and_validate,
+    load_checkpoint,
+    pending_reference,
+)
 from caesura.train.finetune import WeightAverage, average_checkpoints  # noqa: E402
 from caesura.train.loop import score_contexts  # noqa: E402
-from caesura.train.model import EotScorer, LastPositionScorer, ModelConfig, build_model  # noqa: E402
+from caesura.train.model import (  # noqa: E402
+    EotScorer,
+    LastPositionScorer,
+    ModelConfig,
+    build_model,
+    word_start_mask,
+)
 from caesura.train.text import int_to_words, stt_style, words_to_digits  # noqa: E402
 
 WORDS = [
@@ -224,6 +235,51 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
         batch_size=1,
     )
     np.testing.assert_allclose(got, ref, atol=0.05)
+    # "words pending" scores: the graph's one-position extension equals re-running every
+    # candidate continuation through the full PyTorch model
+    assert cfg["metrics"]["onnx_fp32_next_max_abs_diff"] < 1e-4
+    assert cfg["metrics"]["onnx_int8_next_max_abs_diff"] < 0.05
+    k = cfg["pending_candidates"]
+    starts = word_start_mask(tok.get_vocab(), mcfg.vocab_size)
+    short = [x[-(mcfg.context - 1) :] for x in ids]  # room for the word to come
+    slow = pending_reference(scorer, short, starts, k)
+    fast = _ort_scores(out / "model_fp32.onnx", short, 0, next_words=k)
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
+    assert not np.allclose(slow, score_contexts(scorer, short), atol=1e-3)  # another question
+    pending = model.predict_many(
+        [[{"role": "user", "content": t} for _, t in c[-1:]] for c in contexts[:1]],
+        words_pending=True,
+    )
+    np.testing.assert_allclose(pending, slow[:1], atol=0.05)
+
+
+@pytest.mark.parametrize("k", [0, 1, 6])
+def test_next_word_marginal_equals_explicit_continuations(k: int) -> None:
+    """``LastPositionScorer.score`` with K candidates: sum_w P(w) P(eot | prefix + w) over the
+    K likeliest word-starting tokens, normalised; K = 0 leaves P(eot) itself unchanged."""
+    torch.manual_seed(k)
+    cfg = ModelConfig(vocab_size=120, context=24, d_model=32, layers=2, heads=4, ff=64)
+    lm = build_model(cfg, attn="eager").eval()
+    with torch.no_grad():
+        for p in lm.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    starts = torch.zeros(120, dtype=torch.bool)
+    starts[10::3] = True  # some ids start words, the rest are continuations or special
+    last = LastPositionScorer(lm, 4, starts).eval()
+    x = torch.randint(5, 120, (3, 12))
+    m = torch.ones_like(x)
+    m[1, :5] = 0  # left padding
+    with torch.no_grad():
+        p_now, marg = last.score(x, m, torch.zeros(k))
+        torch.testing.assert_close(p_now, EotScorer(lm, 4)(x, m), rtol=1e-5, atol=1e-6)
+        assert marg is not None
+        assert marg.shape == (3,)
+        if k == 0:
+            return
+        for r in range(3):
+            real = x[r : r + 1, int((m[r] == 0).sum()) :]
+            want = pending_reference(EotScorer(lm, 4), [real[0].tolist()], starts, k)
+            torch.testing.assert_close(float(marg[r]), float(want[0]), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("layers", [1, 3])

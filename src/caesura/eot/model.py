@@ -183,6 +183,16 @@ class EndOfTurnModel:
         self._languages = frozenset(str(x) for x in config["languages"])
         self._thresholds = {str(k): float(v) for k, v in config["thresholds"].items()}
         self._lock = threading.Lock()  # guards the tokenizer (the ORT session is thread-safe)
+        inputs = {i.name for i in session.get_inputs()}
+        outputs = {o.name for o in session.get_outputs()}
+        self._has_slots = "next_slots" in inputs
+        self._next_words = (
+            int(config.get("pending_candidates", 0))
+            if self._has_slots and "p_eot_next" in outputs
+            else 0
+        )
+        self._no_slots = np.zeros(0, dtype=np.float32)
+        self._slots = np.zeros(self._next_words, dtype=np.float32)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -260,6 +270,11 @@ class EndOfTurnModel:
         return self._max_tokens
 
     @property
+    def supports_pending_words(self) -> bool:
+        """Whether ``words_pending=True`` scoring is available (the bundled model: yes)."""
+        return self._next_words > 0
+
+    @property
     def languages(self) -> frozenset[str]:
         """Primary language subtags the model was trained for (``{"en"}``)."""
         return self._languages
@@ -287,38 +302,74 @@ class EndOfTurnModel:
             )
 
     # ---------------------------------------------------------------- scoring
-    def encode(self, turns: Sequence[TurnLike]) -> list[int]:
-        """The token ids the model reads for ``turns`` (the last ``max_tokens``)."""
+    def encode(self, turns: Sequence[TurnLike], *, words_pending: bool = False) -> list[int]:
+        """The token ids the model reads for ``turns`` (the last ``max_tokens``; one fewer
+        with ``words_pending``, leaving the position of the word to come)."""
         text = linearise(_prepare(turns), close_last=False)
         with self._lock:
             ids: list[int] = self._tokenizer.encode(text).ids
-        return ids[-self._max_tokens :]
+        return ids[-self._window(words_pending) :]
 
-    def _run(self, batch: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
+    def _window(self, words_pending: bool) -> int:
+        context = int(self._config["context"])
+        return min(self._max_tokens, context - 1) if words_pending else self._max_tokens
+
+    def _check_pending(self, words_pending: bool) -> None:
+        if not isinstance(words_pending, bool):
+            raise InvalidOptionError(f"words_pending must be a bool, got {words_pending!r}")
+        if words_pending and not self._next_words:
+            raise UnsupportedModelError(
+                "this end-of-turn model was exported without next-word scoring "
+                "(words_pending=True); re-export it with this version of caesura.train"
+            )
+
+    def _run(
+        self, batch: Sequence[Sequence[int]], *, words_pending: bool = False
+    ) -> npt.NDArray[np.float32]:
         width = max(len(ids) for ids in batch)
         x = np.full((len(batch), width), self._pad_id, dtype=np.int64)
         m = np.zeros((len(batch), width), dtype=np.int64)
         for r, ids in enumerate(batch):
             x[r, width - len(ids) :] = ids
             m[r, width - len(ids) :] = 1
+        feed: dict[str, npt.NDArray[Any]] = {"input_ids": x, "attention_mask": m}
+        if self._has_slots:
+            feed["next_slots"] = self._slots if words_pending else self._no_slots
+        output = "p_eot_next" if words_pending else "p_eot"
         try:
-            (p,) = self._session.run(["p_eot"], {"input_ids": x, "attention_mask": m})
+            (p,) = self._session.run([output], feed)
         except Exception as exc:  # onnxruntime raises its own exception classes
             raise ModelError(f"end-of-turn model failed: {exc}") from exc
         return np.clip(np.asarray(p, dtype=np.float32).reshape(-1), 0.0, 1.0)
 
-    def predict(self, turns: Sequence[TurnLike], *, language: str | None = None) -> float:
+    def predict(
+        self,
+        turns: Sequence[TurnLike],
+        *,
+        language: str | None = None,
+        words_pending: bool = False,
+    ) -> float:
         """P(the user's last turn is complete), in [0, 1].
 
         ``turns``: the dialogue so far, oldest first, each a ``{"role", "content"}`` mapping
         (OpenAI style) or a :class:`Turn`; the last non-system turn must be the user's
         (the one being scored). System turns are ignored; consecutive turns of one role are
-        joined. Raises :class:`~caesura.errors.UnsupportedLanguageError` for a language the
+        joined.
+
+        ``words_pending=True``: the user spoke after the transcript's last word (the speech
+        recogniser has not delivered it yet). The score is then P(the turn ends after one
+        more word): the model's likeliest next words (``config["pending_candidates"]``),
+        each scored, averaged by their probabilities. Scoring the stale text as if it were
+        complete ranks turn ends far worse (Switchboard, see the model card).
+
+        Raises :class:`~caesura.errors.UnsupportedLanguageError` for a language the
         model was not trained for and :class:`~caesura.errors.InvalidOptionError` for bad
         input (no turns, an empty user turn, a non-string text, an unknown role).
         """
         self._check_language(language)
-        return float(self._run([self.encode(turns)])[0])
+        self._check_pending(words_pending)
+        ids = self.encode(turns, words_pending=words_pending)
+        return float(self._run([ids], words_pending=words_pending)[0])
 
     def predict_many(
         self,
@@ -326,6 +377,7 @@ class EndOfTurnModel:
         *,
         language: str | None = None,
         batch_size: int = 1,
+        words_pending: bool = False,
     ) -> list[float]:
         """:meth:`predict` for several dialogues (tokenised together).
 
@@ -335,6 +387,7 @@ class EndOfTurnModel:
         scores then move by up to a few hundredths depending on the other dialogues in the batch.
         """
         self._check_language(language)
+        self._check_pending(words_pending)
         if isinstance(dialogues, (str, bytes)) or not isinstance(dialogues, Sequence):
             raise InvalidOptionError("dialogues must be a sequence of turn sequences")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -342,10 +395,11 @@ class EndOfTurnModel:
         texts = [linearise(_prepare(d), close_last=False) for d in dialogues]
         with self._lock:
             encs = self._tokenizer.encode_batch(texts)
-        ids = [e.ids[-self._max_tokens :] for e in encs]
+        window = self._window(words_pending)
+        ids = [e.ids[-window:] for e in encs]
         out = np.empty(len(ids), dtype=np.float32)
         order = np.argsort([len(x) for x in ids], kind="stable")
         for s in range(0, len(ids), batch_size):
             idx = order[s : s + batch_size]
-            out[idx] = self._run([ids[i] for i in idx])
+            out[idx] = self._run([ids[i] for i in idx], words_pending=words_pending)
         return [float(v) for v in out]

@@ -65,6 +65,19 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
         f"`unlikely_threshold('en')` = {config['thresholds']['en']:.4f}"
         f" ({config['threshold_rule']}).",
         "",
+    ]
+    if config.get("pending_candidates"):
+        lines += [
+            "## Words still being recognised",
+            "",
+            "`predict(turns, words_pending=True)` answers P(the turn ends after one more word),"
+            " for a pause the speech recogniser has not caught up with: the sum over the"
+            f" {config['pending_candidates']} likeliest word-starting next tokens of"
+            " P(token | words) x P(eot | words + token), normalised; each candidate is one more"
+            " position of the same ONNX graph (`next_slots` input, `p_eot_next` output).",
+            "",
+        ]
+    lines += [
         "## Validation metrics (at export)",
         "",
     ]

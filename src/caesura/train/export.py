@@ -21,7 +21,13 @@ import torch
 from tokenizers import Tokenizer
 
 from caesura.eot._text import EOT, PAD
-from caesura.train.model import EotScorer, LastPositionScorer, ModelConfig, build_model
+from caesura.train.model import (
+    EotScorer,
+    LastPositionScorer,
+    ModelConfig,
+    build_model,
+    word_start_mask,
+)
 
 __all__ = ["export_and_validate", "export_onnx", "load_checkpoint", "quantise", "write_assets"]
 
@@ -40,34 +46,83 @@ def load_checkpoint(path: Path, eot_id: int) -> tuple[EotScorer, ModelConfig, di
     return EotScorer(lm, eot_id).eval(), mcfg, ckpt
 
 
-def export_onnx(scorer: EotScorer, path: Path, context: int) -> None:
-    """fp32 ONNX: inputs ``input_ids``/``attention_mask`` int64 [B, T] → ``p_eot`` float [B].
+def export_onnx(
+    scorer: EotScorer, path: Path, context: int, word_start: torch.Tensor | None = None
+) -> None:
+    """fp32 ONNX of :meth:`LastPositionScorer.score`.
 
-    The graph is :class:`LastPositionScorer` (the last block computes the last position only).
+    Inputs ``input_ids``/``attention_mask`` int64 [B, T] (left padded) and ``next_slots``
+    float [K] (only its length is read: how many next-word candidates to marginalise over,
+    0 to skip that part); outputs ``p_eot`` float [B] (P(eot) now) and ``p_eot_next`` float
+    [B] (P(eot after one more word), meaningful when K > 0). ``word_start``: the candidate
+    ids (:func:`~caesura.train.model.word_start_mask`; default every non-special id).
     """
-    last = LastPositionScorer(scorer.lm, scorer.eot_id).eval()
-    x = torch.randint(5, 100, (2, min(16, context)), dtype=torch.long)
+    last = _Export(LastPositionScorer(scorer.lm, scorer.eot_id, word_start).eval())
+    x = torch.randint(5, 100, (2, min(16, context - 1)), dtype=torch.long)
     m = torch.ones_like(x)
     m[1, :3] = 0
+    slots = torch.zeros(4)
     with torch.no_grad():
         torch.onnx.export(
             last,
-            (x, m),
+            (x, m, slots),
             str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["p_eot"],
+            input_names=["input_ids", "attention_mask", "next_slots"],
+            output_names=["p_eot", "p_eot_next"],
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "time"},
                 "attention_mask": {0: "batch", 1: "time"},
+                "next_slots": {0: "candidates"},
                 "p_eot": {0: "batch"},
+                "p_eot_next": {0: "batch"},
             },
             opset_version=17,
             dynamo=False,
         )
 
 
+class _Export(torch.nn.Module):
+    def __init__(self, scorer: LastPositionScorer) -> None:
+        super().__init__()
+        self.scorer = scorer
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, next_slots: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        p, p_next = self.scorer.score(input_ids, attention_mask, next_slots)
+        assert p_next is not None
+        return p, p_next
+
+
+#: Next-word candidates the shipped config marginalises over for "words pending" scores.
+PENDING_CANDIDATES = 16
+
+
+@torch.no_grad()
+def pending_reference(
+    scorer: EotScorer, ids: Sequence[Sequence[int]], word_start: torch.Tensor, k: int
+) -> np.ndarray:
+    """P(eot after one more word) computed the slow way, for checking the export: the
+    ``k`` likeliest word-starting next tokens of each context, each appended and the whole
+    sequence re-run through :class:`EotScorer`, averaged by their probabilities."""
+    out = np.empty(len(ids), dtype=np.float32)
+    positions = int(scorer.lm.config.n_positions)
+    for r, seq in enumerate(ids):
+        if len(seq) >= positions:
+            raise ValueError(f"{len(seq)} tokens leave no position for the next word")
+        x = torch.tensor([list(seq)])
+        pos = torch.arange(x.shape[1])[None]
+        h = scorer.lm.transformer(input_ids=x, position_ids=pos).last_hidden_state[:, -1]
+        probs = torch.softmax(scorer.lm.lm_head(h).float(), dim=-1)[0] * word_start
+        w, cand = probs.topk(k)
+        ext = torch.cat([x.repeat(k, 1), cand[:, None]], dim=1)
+        p = scorer(ext, torch.ones_like(ext))
+        out[r] = float((w * p).sum() / w.sum())
+    return out
+
+
 #: The output projection decides the score directly and costs ~1% of the compute: keep fp32.
-KEEP_FP32 = ("/lm_head/MatMul",)
+KEEP_FP32 = ("/lm_head/MatMul", "/lm_head_1/MatMul")
 
 
 def quantise(src: Path, dst: Path, *, keep_fp32: Sequence[str] = KEEP_FP32) -> None:
@@ -94,13 +149,17 @@ def quantise(src: Path, dst: Path, *, keep_fp32: Sequence[str] = KEEP_FP32) -> N
 
 
 def _ort_scores(
-    path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: int = 1
+    path: Path, ids: Sequence[Sequence[int]], pad_id: int, batch: int = 1, next_words: int = 0
 ) -> np.ndarray:
+    """``p_eot`` of an exported model (``p_eot_next`` over ``next_words`` candidates if > 0)."""
     import onnxruntime as ort  # noqa: PLC0415
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
+    so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    slots = np.zeros(next_words, dtype=np.float32)
+    output = "p_eot_next" if next_words else "p_eot"
     out = np.empty(len(ids), dtype=np.float32)
     for s in range(0, len(ids), batch):
         chunk = ids[s : s + batch]
@@ -110,7 +169,8 @@ def _ort_scores(
         for r, c in enumerate(chunk):
             x[r, width - len(c) :] = c
             m[r, width - len(c) :] = 1
-        out[s : s + len(chunk)] = sess.run(["p_eot"], {"input_ids": x, "attention_mask": m})[0]
+        feed = {"input_ids": x, "attention_mask": m, "next_slots": slots}
+        out[s : s + len(chunk)] = sess.run([output], feed)[0]
     return out
 
 
@@ -165,7 +225,8 @@ def export_and_validate(
     read = mcfg.context if read_tokens is None else min(int(read_tokens), mcfg.context)
     fp32 = out / "model_fp32.onnx"
     int8 = out / "model.onnx"
-    export_onnx(scorer, fp32, mcfg.context)
+    word_start = word_start_mask(tok.get_vocab(), mcfg.vocab_size)
+    export_onnx(scorer, fp32, mcfg.context, word_start)
     quantise(fp32, int8)
     metrics: dict[str, Any] = {
         "checkpoint_step": ckpt.get("step"),
@@ -188,6 +249,14 @@ def export_and_validate(
     metrics["onnx_fp32_max_abs_diff"] = float(np.abs(p_torch - p_fp32).max())
     metrics["onnx_int8_max_abs_diff"] = float(np.abs(p_torch - p_int8).max())
     logger.info("fixture torch %s fp32 %s int8 %s", p_torch, p_fp32, p_int8)
+    n_next = PENDING_CANDIDATES
+    short = [ids[-(mcfg.context - 1) :] for ids in fixture]  # room for the word to come
+    q_torch = pending_reference(scorer, short, word_start, n_next)
+    q_int8 = _ort_scores(int8, short, pad_id, next_words=n_next)
+    metrics["onnx_fp32_next_max_abs_diff"] = float(
+        np.abs(q_torch - _ort_scores(fp32, short, pad_id, next_words=n_next)).max()
+    )
+    metrics["onnx_int8_next_max_abs_diff"] = float(np.abs(q_torch - q_int8).max())
     threshold = 0.5
     if data is not None and (data / "eot" / "switchboard" / "val.tsv.gz").is_file():
         convs = sb.load_conversations(data / "eot" / "switchboard" / "val.tsv.gz")
@@ -210,6 +279,7 @@ def export_and_validate(
         "languages": ["en"],
         "thresholds": {"en": round(threshold, 6)},
         "threshold_rule": "TPR 90% on Switchboard val END points (all words visible)",
+        "pending_candidates": n_next,
         "architecture": {
             "type": "gpt2",
             **mcfg.to_dict(),

@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer
 
 from caesura.train.data import EvalSet, encode_contexts
-from caesura.train.model import EotScorer, ModelConfig, build_model, lm_loss
+from caesura.train.model import EotScorer, ModelConfig, build_model, lm_loss, word_start_mask
 
 __all__ = [
     "TrainConfig",
@@ -154,11 +154,8 @@ def train(
     random.seed(tcfg.seed)
     np.random.seed(tcfg.seed)
     eot = tok.token_to_id("<|eot|>")
-    vocab = tok.get_vocab()
-    boundary = torch.zeros(mcfg.vocab_size, dtype=torch.bool)
-    for t, i in vocab.items():
-        if t.startswith("Ġ") or i == eot:
-            boundary[i] = True
+    boundary = word_start_mask(tok.get_vocab(), mcfg.vocab_size)
+    boundary[eot] = True
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     lm = build_model(mcfg).to(device)
     boundary = boundary.to(device)

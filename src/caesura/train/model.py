@@ -8,6 +8,7 @@ it is what is exported to ONNX.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +22,7 @@ __all__ = [
     "build_model",
     "eot_bce",
     "lm_loss",
+    "word_start_mask",
 ]
 
 
@@ -36,6 +38,16 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
+
+
+def word_start_mask(vocab: Mapping[str, int], size: int) -> torch.Tensor:
+    """Bool ``[size]``: the ids of tokens that begin a word (byte-level BPE marks the leading
+    space as ``Ġ``); special tokens and word continuations are ``False``."""
+    mask = torch.zeros(size, dtype=torch.bool)
+    for token, i in vocab.items():
+        if token.startswith("Ġ") and 0 <= i < size:
+            mask[i] = True
+    return mask
 
 
 def build_model(cfg: ModelConfig, *, attn: str = "sdpa") -> GPT2LMHeadModel:
@@ -93,10 +105,20 @@ class LastPositionScorer(nn.Module):
     rounding (tested).
     """
 
-    def __init__(self, lm: GPT2LMHeadModel, eot_id: int) -> None:
+    def __init__(
+        self, lm: GPT2LMHeadModel, eot_id: int, word_start: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.lm = lm
         self.eot_id = eot_id
+        vocab = int(lm.config.vocab_size)
+        if word_start is None:
+            word_start = torch.ones(vocab, dtype=torch.bool)
+            word_start[: eot_id + 1] = False
+        if word_start.shape != (vocab,):
+            raise ValueError(f"word_start must be a bool mask over the {vocab} vocabulary ids")
+        #: next-word candidates: ids that start a word (no special tokens, no continuations)
+        self.register_buffer("word_start", word_start.to(torch.bool), persistent=False)
         self.heads = int(lm.config.n_head)
         self.head_dim = int(lm.config.n_embd) // self.heads
         self.scale = 1.0 / math.sqrt(self.head_dim)
@@ -113,6 +135,22 @@ class LastPositionScorer(nn.Module):
         return o.transpose(1, 2).reshape(b, -1, self.heads * hd)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.score(input_ids, attention_mask, None)[0]
+
+    def score(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        next_slots: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(P(eot) [B], P(eot after the next word) [B] or None)``.
+
+        With ``next_slots`` (any tensor whose length K is the number of candidates; K may be
+        0), the second score marginalises over the K most likely next tokens that start a
+        word: sum_w P(w | prefix) P(eot | prefix + w) / sum_w P(w | prefix). Each candidate
+        is one extra position that attends to the prefix's keys and values (no re-run of
+        the prefix), so K candidates cost about K positions of compute.
+        """
         tr = self.lm.transformer
         mask = attention_mask.to(torch.long)
         pos = (torch.cumsum(mask, dim=1) - 1).clamp(min=0)
@@ -124,18 +162,58 @@ class LastPositionScorer(nn.Module):
         full_bias = torch.where(causal & keep, 0.0, neg)  # [B, 1, T, T]
         last_bias = torch.where(keep, 0.0, neg)  # [B, 1, 1, T]: the last query sees every key
         blocks = list(tr.h)
+        kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         for i, blk in enumerate(blocks):
             last = i == len(blocks) - 1
             a = blk.ln_1(h)
             q, k, v = _dense(blk.attn.c_attn, a).split(a.shape[-1], dim=2)
+            kv.append((k, v))
             if last:
                 h = h[:, -1:, :]
                 q = q[:, -1:, :]
             o = self._attend(q, k, v, last_bias if last else full_bias)
             h = h + _dense(blk.attn.c_proj, o)
             h = h + _dense(blk.mlp.c_proj, blk.mlp.act(_dense(blk.mlp.c_fc, blk.ln_2(h))))
-        logits = self.lm.lm_head(tr.ln_f(h[:, -1, :]))
-        return torch.softmax(logits.float(), dim=-1)[:, self.eot_id]
+        probs = torch.softmax(self.lm.lm_head(tr.ln_f(h[:, -1, :])).float(), dim=-1)
+        p_eot = probs[:, self.eot_id]
+        if next_slots is None:
+            return p_eot, None
+        # candidates: the K likeliest next tokens that start a word (the prefix is complete)
+        starts = self.word_start.to(probs.dtype)
+        w, cand = torch.topk(probs * starts, next_slots.shape[0], dim=-1)  # [B, K]
+        # the position after the prefix (clamped: a full context is only ever scored with K = 0)
+        nxt = mask.sum(dim=1, keepdim=True).clamp(max=tr.wpe.num_embeddings - 1)
+        e = tr.wte(cand) + tr.wpe(nxt)
+        for blk, (k, v) in zip(blocks, kv, strict=True):
+            a = blk.ln_1(e)
+            qe, ke, ve = _dense(blk.attn.c_attn, a).split(a.shape[-1], dim=2)
+            e = e + _dense(blk.attn.c_proj, self._attend_next(qe, (ke, ve), (k, v), last_bias))
+            e = e + _dense(blk.mlp.c_proj, blk.mlp.act(_dense(blk.mlp.c_fc, blk.ln_2(e))))
+        p_next = torch.softmax(self.lm.lm_head(tr.ln_f(e)).float(), dim=-1)[..., self.eot_id]
+        marg = (w * p_next).sum(dim=-1) / w.sum(dim=-1).clamp(min=1e-12)
+        return p_eot, marg
+
+    def _attend_next(
+        self,
+        q: torch.Tensor,
+        new: tuple[torch.Tensor, torch.Tensor],
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
+        """K independent one-token continuations: each query [B, K] sees the prefix's keys
+        (``bias`` masks padding) and its own key, not the other candidates'."""
+        (k_new, v_new), (k, v) = new, prefix
+        b, hd = q.shape[0], self.head_dim
+        q = q.reshape(b, -1, self.heads, hd).transpose(1, 2)  # [B, H, K, hd]
+        kn = k_new.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        vn = v_new.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        k = k.reshape(b, -1, self.heads, hd).transpose(1, 2)  # [B, H, T, hd]
+        v = v.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        w_prefix = torch.matmul(q, k.transpose(-1, -2)) * self.scale + bias  # [B, H, K, T]
+        w_self = (q * kn).sum(dim=-1, keepdim=True) * self.scale  # [B, H, K, 1]
+        att = torch.softmax(torch.cat([w_prefix, w_self], dim=-1), dim=-1)
+        o = torch.matmul(att[..., :-1], v) + att[..., -1:] * vn
+        return o.transpose(1, 2).reshape(b, -1, self.heads * hd)
 
 
 def lm_loss(

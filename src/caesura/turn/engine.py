@@ -168,7 +168,7 @@ class TurnEngine:
         self._opts = options or TurnOptions()
         self.sample_rate = int(sample_rate)
         self.window_size = window_size_for(self.sample_rate)
-        self._predict, self._supports_language = _scorer_functions(scorer)
+        self._predict, self._supports_language, self._predict_pending = _scorer_functions(scorer)
         self._input_rate = self.sample_rate if input_sample_rate is None else int(input_sample_rate)
         self._vad_stream: VADStream | None = None
         if vad is not None:
@@ -284,6 +284,7 @@ class TurnEngine:
         self._interim = ""
         self._language: str | None = None
         self._words_fresh = False  # a transcript update arrived since the last speech onset
+        self._words_sample = -1  # clock of the last transcript update
         self._speech_start = 0  # onset of the current speech (for audio spans)
         self._silence_start = 0  # end of the last speech of the turn
         self._history_index: int | None = None  # index of this turn's entry in history
@@ -301,6 +302,7 @@ class TurnEngine:
         self._score_key: tuple[Any, ...] | None = None
         self._score_value: float | None = None
         self._score_ms: float | None = None
+        self._score_pending = False
         self._transcript_rev = 0  # counts transcript updates (a failed scoring retries on one)
         self._failed_key: tuple[Any, ...] | None = None  # the input the scorer last failed on
         self._refresh_adaptation()
@@ -381,6 +383,7 @@ class TurnEngine:
         if language:
             self._language = language
         self._words_fresh = True
+        self._words_sample = self._now
         self._transcript_rev += 1
         if final:
             if text:
@@ -922,7 +925,19 @@ class TurnEngine:
                     self._opts.fallback_delay_ms,
                 )
             return None, False
-        key = (len(self._history), tuple(t["content"] for t in self._history[-2:]), text, lang)
+        # speech went on after the last transcript update: the last word(s) are still coming
+        pending = (
+            self._opts.score_pending_words
+            and self._predict_pending is not None
+            and self._words_sample < self._silence_start
+        )
+        key = (
+            len(self._history),
+            tuple(t["content"] for t in self._history[-2:]),
+            text,
+            lang,
+            pending,
+        )
         if key == self._score_key:
             return self._score_value, False
         failed_key = (self._transcript_rev, *key)
@@ -936,7 +951,9 @@ class TurnEngine:
         turns = [*ctx, {"role": "user", "content": text}]
         t0 = time.perf_counter()
         try:
-            value = _probability(self._predict(turns))
+            predict = self._predict_pending if pending else self._predict
+            assert predict is not None
+            value = _probability(predict(turns))
         except Exception as exc:  # a model failure is reported, never taken for an answer
             self._failed_key = failed_key
             self._score_key = None
@@ -960,7 +977,7 @@ class TurnEngine:
             )
             return None, True
         self._score_ms = (time.perf_counter() - t0) * 1000.0
-        self._score_key, self._score_value = key, value
+        self._score_key, self._score_value, self._score_pending = key, value, pending
         return value, False
 
     def _tick(self, events: list[TurnEvent]) -> None:
@@ -1015,6 +1032,7 @@ class TurnEngine:
                 transcript=text,
                 language=self._language,
                 scorer_ms=self._score_ms if p is not None else None,
+                words_pending=self._score_pending if p is not None else False,
             )
         )
         if text:
@@ -1054,16 +1072,28 @@ def _probability(p: object) -> float:
 
 def _scorer_functions(
     scorer: object,
-) -> tuple[Callable[[Sequence[ChatTurn]], float] | None, Callable[[str], bool] | None]:
+) -> tuple[
+    Callable[[Sequence[ChatTurn]], float] | None,
+    Callable[[str], bool] | None,
+    Callable[[Sequence[ChatTurn]], float] | None,
+]:
+    """``(predict, supports_language, predict with the last words pending)`` of a scorer;
+    the last is ``None`` unless the scorer says ``supports_pending_words``."""
     if scorer is None:
-        return None, None
+        return None, None, None
     supports = getattr(scorer, "supports_language", None)
     supports_fn = supports if callable(supports) else None
     predict = getattr(scorer, "predict", None)
     if callable(predict):
-        return predict, supports_fn
+        pending_fn = None
+        if getattr(scorer, "supports_pending_words", False) is True:
+
+            def pending_fn(turns: Sequence[ChatTurn], /) -> float:
+                return float(predict(turns, words_pending=True))
+
+        return predict, supports_fn, pending_fn
     if callable(scorer):
-        return scorer, supports_fn
+        return scorer, supports_fn, None
     raise InvalidOptionError(
         "scorer must be a callable turns -> float or an object with predict(turns)"
     )

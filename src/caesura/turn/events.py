@@ -119,6 +119,8 @@ class EndOfTurn(_Event):
     host committed the turn: ``TurnEngine.commit_turn()``).
     ``scorer_ms`` is the wall time the scorer took for these words (a metric for hosts such
     as Pipecat; decisions never depend on wall time), ``None`` when nothing was scored.
+    ``words_pending``: the words were scored as still missing their end (speech went on
+    after the last transcript update; ``TurnOptions.score_pending_words``).
     """
 
     turn_id: int
@@ -130,6 +132,7 @@ class EndOfTurn(_Event):
     transcript: str
     language: str | None = None
     scorer_ms: float | None = None
+    words_pending: bool = False
     kind: Literal["end_of_turn"] = field(default="end_of_turn", init=False)
 
 

@@ -65,6 +65,10 @@ class TurnOptions:
       on the words: that turn ends at ``max_delay_ms`` (see :class:`ScorerFailed`).
     * ``wait_for_final`` (True): while an interim transcript is pending, do not decide on
       words (only ``max_delay_ms`` fires).
+    * ``score_pending_words`` (True): when the user spoke after the last transcript update
+      (the recogniser has not delivered the last word yet), ask a scorer that supports it
+      (``EndOfTurnModel``, ``supports_pending_words``) for P(end after one more word)
+      instead of scoring the stale words as if they were complete.
 
     Re-opening (speech-to-speech's protocol):
 
@@ -98,6 +102,7 @@ class TurnOptions:
     max_delay_ms: float = 3300.0
     fallback_delay_ms: float = 800.0
     wait_for_final: bool = True
+    score_pending_words: bool = True
     logit_scale: float = 0.9
     adapt_min_delay: bool = True
     adapt_prior_pauses: float = 20.0
@@ -155,7 +160,7 @@ class TurnOptions:
         f_ = _num("adapt_max_factor", self.adapt_max_factor)
         if not 1.0 <= f_ <= 100.0:
             raise InvalidOptionError(f"adapt_max_factor must be in [1, 100], got {f_!r}")
-        for name in ("wait_for_final", "adapt_min_delay"):
+        for name in ("wait_for_final", "score_pending_words", "adapt_min_delay"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidOptionError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if (

@@ -107,11 +107,14 @@ class _TimedScorer:
         self.failures: list[BaseException] = []
         self._failed_text: str | None = None
 
-    def __call__(self, turns: Sequence[ChatTurn]) -> float:
+    def __call__(self, turns: Sequence[ChatTurn], *, words_pending: bool = False) -> float:
         text = turns[-1].get("content", "") if turns else ""
         t0 = time.perf_counter()
         try:
-            p = float(self._predict(turns))
+            if words_pending:
+                p = float(self._predict(turns, words_pending=True))  # type: ignore[call-arg]
+            else:
+                p = float(self._predict(turns))
             if not 0.0 <= p <= 1.0:
                 raise ModelError(f"end-of-turn scorer returned {p!r}, outside [0, 1]")
         except Exception as exc:
@@ -566,16 +569,18 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
 
 
 class _ScorerAdapter:
-    """What the engine calls: the timed predict, plus the model's ``supports_language``."""
+    """What the engine calls: the timed predict, plus the model's ``supports_language`` and
+    ``supports_pending_words``."""
 
     def __init__(self, timed: _TimedScorer, model: Any) -> None:
         self._timed = timed
         supports = getattr(model, "supports_language", None)
         if callable(supports):
             self.supports_language = supports
+        self.supports_pending_words = getattr(model, "supports_pending_words", False) is True
 
-    def predict(self, turns: Sequence[ChatTurn]) -> float:
-        return self._timed(turns)
+    def predict(self, turns: Sequence[ChatTurn], words_pending: bool = False) -> float:
+        return self._timed(turns, words_pending=words_pending)
 
 
 def _advance(engine: TurnEngine, target: int, speaking: bool) -> list[TurnEvent]:
