@@ -244,6 +244,11 @@ def test_turn_predict(server):
     unfinished = {"turns": [{"role": "user", "text": "I want to fly to"}]}
     p2 = httpx.post(server.http + "/v1/turn/predict", json=unfinished).json()["probability"]
     assert p2 < body["probability"]
+    # the recogniser is behind: "to" is followed by a word not transcribed yet ("Boston")
+    pending = {**unfinished, "words_pending": True}
+    r3 = httpx.post(server.http + "/v1/turn/predict", json=pending, timeout=30)
+    assert r3.status_code == 200, r3.text
+    assert r3.json()["probability"] > 2 * p2
 
 
 @pytest.mark.parametrize(
@@ -255,6 +260,7 @@ def test_turn_predict(server):
         b'{"turns": [{"role": "x", "text": "a"}]}',
         b'{"turns": [{"role": "user"}]}',
         b'{"turns": [{"role": "user", "text": "a"}], "threshold": 3}',
+        b'{"turns": [{"role": "user", "text": "a"}], "words_pending": "yes"}',
     ],
 )
 def test_turn_predict_bad_input(server, payload):

@@ -13,7 +13,8 @@ Routes:
   accepted too.
 * ``GET /v1/audio/realtime_vad`` -- WebSocket, see :mod:`caesura.server.realtime`.
 * ``POST /v1/turn/predict`` -- ``{"turns": [{"role": "user"|"agent", "text": ...}, ...]}`` →
-  ``{"probability": p, "end_of_turn": p >= threshold, "threshold": t}``.
+  ``{"probability": p, "end_of_turn": p >= threshold, "threshold": t}``; optional
+  ``"words_pending": true`` when the transcript lags the speech (P(end after one more word)).
 * ``GET /healthz`` -- ``{"status": "ok", ...}``; ``GET /metrics`` -- Prometheus text format.
 """
 
@@ -244,7 +245,10 @@ async def turn_predict(request: Request) -> Response:
             or not (0.0 <= float(threshold) <= 1.0)
         ):
             raise _HTTPError(400, "'threshold' must be a number in [0, 1]")
-        p, dt = await state.turn.predict(turns)
+        pending = payload.get("words_pending", False)
+        if not isinstance(pending, bool):
+            raise _HTTPError(400, "'words_pending' must be true or false")
+        p, dt = await state.turn.predict(turns, words_pending=pending)
     except _HTTPError as exc:
         return _error(exc.status, exc.message)
     except InvalidOptionError as exc:

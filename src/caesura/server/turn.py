@@ -113,22 +113,31 @@ class TurnPredictor:
     def available(self) -> bool:
         return self._model is not None
 
-    def _predict_sync(self, turns: Sequence[tuple[str, str]]) -> tuple[float, float]:
+    def _predict_sync(
+        self, turns: Sequence[tuple[str, str]], words_pending: bool = False
+    ) -> tuple[float, float]:
         model = self._load()
         t0 = time.perf_counter()
+        chat = [{"role": r, "content": t} for r, t in turns]
         try:
             # the model takes {"role", "content"} mappings (or its Turn objects)
-            p = float(model.predict([{"role": r, "content": t} for r, t in turns]))
+            if words_pending:
+                p = float(model.predict(chat, words_pending=True))
+            else:
+                p = float(model.predict(chat))
         except CaesuraError:
             raise
         except Exception as exc:
             raise ModelError(f"end-of-turn prediction failed: {exc}") from exc
         return p, time.perf_counter() - t0
 
-    async def predict(self, turns: Sequence[tuple[str, str]]) -> tuple[float, float]:
-        """(probability, seconds) for already normalised turns."""
+    async def predict(
+        self, turns: Sequence[tuple[str, str]], *, words_pending: bool = False
+    ) -> tuple[float, float]:
+        """(probability, seconds) for already normalised turns; ``words_pending``: P(end after
+        one more word) (see :meth:`caesura.eot.EndOfTurnModel.predict`)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._predict_sync, turns)
+        return await loop.run_in_executor(self._executor, self._predict_sync, turns, words_pending)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
