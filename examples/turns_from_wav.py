@@ -91,6 +91,7 @@ def describe(ev) -> str:
     if isinstance(ev, EndOfTurn):
         p = "-" if ev.probability is None else f"{ev.probability:.2f}"
         pw = "-" if ev.words_probability is None else f"{ev.words_probability:.2f}"
+        pw += " (last words pending)" if ev.words_pending else ""
         return (
             f"END OF TURN      turn {ev.turn_id} after {ev.delay_ms:.0f} ms ({ev.reason}; "
             f"P(end|words)={pw}, fused={p}, min delay {ev.min_delay_ms:.0f} ms): "
