@@ -246,6 +246,18 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
     fast = _ort_scores(out / "model_fp32.onnx", short, 0, next_words=k)
     np.testing.assert_allclose(fast, slow, atol=1e-5)
     assert not np.allclose(slow, score_contexts(scorer, short), atol=1e-3)  # another question
+    # the next-word part sits behind an If: with no candidates it is skipped, not run empty
+    import onnx  # noqa: PLC0415
+
+    nodes = onnx.load(str(out / "model.onnx")).graph.node
+    (gate,) = [n for n in nodes if n.op_type == "If"]
+    branches = {a.name: a.g for a in gate.attribute}
+    assert len(branches["then_branch"].node) > 10 * mcfg.layers
+    assert [n.op_type for n in branches["else_branch"].node] == ["Identity"]
+    np.testing.assert_array_equal(
+        _ort_scores(out / "model.onnx", short, 0, next_words=0),
+        _ort_scores(out / "model.onnx", short, 0),
+    )
     pending = model.predict_many(
         [[{"role": "user", "content": t} for _, t in c[-1:]] for c in contexts[:1]],
         words_pending=True,
