@@ -142,16 +142,19 @@ def score_contexts(
     """Scores of the contexts (``only``: of those ids; the rest stay NaN). With
     ``words_pending`` the model answers P(end after one more word) (cached apart)."""
     out = np.full(len(ctx_list), np.nan, dtype=np.float64)
+
+    def key(vis):
+        return ("pending", vis) if words_pending else vis
+
     todo: list[int] = []
     for i in range(len(ctx_list)) if only is None else np.unique(only):
         vis = ctx_list[i]
-        key = ("pending", vis) if words_pending else vis
         if not vis[-1][1]:  # nothing of the user's turn visible yet: no opinion
             out[i] = 0.5
-        elif key in cache:
-            out[i] = cache[key]
+        elif key(vis) in cache:
+            out[i] = cache[key(vis)]
         elif scorer is not None:
-            out[i] = cache[key] = scorer(as_chat(vis))
+            out[i] = cache[key(vis)] = scorer(as_chat(vis))
         else:
             todo.append(i)
     if todo:
@@ -163,8 +166,7 @@ def score_contexts(
                 [as_chat(ctx_list[i]) for i in idx], batch_size=64, words_pending=words_pending
             )
             for i, pr in zip(idx, probs, strict=True):
-                out[i] = float(pr)
-                cache[("pending", ctx_list[i]) if words_pending else ctx_list[i]] = float(pr)
+                out[i] = cache[key(ctx_list[i])] = float(pr)
             if b and b % (batch * 40) == 0:
                 log.info("  model: %d/%d contexts (%.0f s)", b, len(todo), time.perf_counter() - t0)
         log.info("  model: %d contexts in %.1f s", len(todo), time.perf_counter() - t0)
@@ -465,7 +467,6 @@ def _fmt(metric: str, v: float, base: float) -> str:
 
 
 def print_table(results: dict) -> None:
-    metrics = ["cut@300ms", "cut@600ms", "lat@5%", "lat@10%"]
     print()
     print(
         f"Switchboard {results['split']}: {results['conversations']} conversations, "
@@ -496,7 +497,7 @@ def print_table(results: dict) -> None:
         base = fams["silence"]
         for name, r in fams.items():
             cells = []
-            for m in metrics:
+            for m in METRICS:
                 v = r[m]["value"]
                 if name == "silence":
                     cells.append(
@@ -510,7 +511,7 @@ def print_table(results: dict) -> None:
             if name == "silence":
                 continue
             pols = []
-            for m in metrics:
+            for m in METRICS:
                 pol = r[m]["policy"]
                 if pol is not None:
                     pols.append(f"{m}: thr={pol[2]:.3f} delay={pol[3]:.1f} timeout={pol[4]:.2f}")

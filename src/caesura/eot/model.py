@@ -179,6 +179,8 @@ class EndOfTurnModel:
         context = int(config["context"])  # positions the model was trained on
         default = int(config.get("read_tokens", context))  # the window read by default
         self._max_tokens = min(context, options.max_tokens or default)
+        # with words pending one position stays free for the word to come
+        self._pending_tokens = min(self._max_tokens, context - 1)
         self._pad_id = int(config["pad_id"])
         self._languages = frozenset(str(x) for x in config["languages"])
         self._thresholds = {str(k): float(v) for k, v in config["thresholds"].items()}
@@ -311,8 +313,7 @@ class EndOfTurnModel:
         return ids[-self._window(words_pending) :]
 
     def _window(self, words_pending: bool) -> int:
-        context = int(self._config["context"])
-        return min(self._max_tokens, context - 1) if words_pending else self._max_tokens
+        return self._pending_tokens if words_pending else self._max_tokens
 
     def _check_pending(self, words_pending: bool) -> None:
         if not isinstance(words_pending, bool):

@@ -123,16 +123,20 @@ class LastPositionScorer(nn.Module):
         self.head_dim = int(lm.config.n_embd) // self.heads
         self.scale = 1.0 / math.sqrt(self.head_dim)
 
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, H * hd]`` → ``[B, H, T, hd]``."""
+        return x.reshape(x.shape[0], -1, self.heads, self.head_dim).transpose(1, 2)
+
+    def _merge(self, o: torch.Tensor) -> torch.Tensor:
+        """``[B, H, T, hd]`` → ``[B, T, H * hd]``."""
+        return o.transpose(1, 2).reshape(o.shape[0], -1, self.heads * self.head_dim)
+
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     ) -> torch.Tensor:
-        b, hd = q.shape[0], self.head_dim
-        q = q.reshape(b, -1, self.heads, hd).transpose(1, 2)
-        k = k.reshape(b, -1, self.heads, hd).transpose(1, 2)
-        v = v.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        q, k, v = self._split(q), self._split(k), self._split(v)
         w = torch.matmul(q, k.transpose(-1, -2)) * self.scale + bias
-        o = torch.matmul(torch.softmax(w, dim=-1), v)
-        return o.transpose(1, 2).reshape(b, -1, self.heads * hd)
+        return self._merge(torch.matmul(torch.softmax(w, dim=-1), v))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.score(input_ids, attention_mask, None)[0]
@@ -202,18 +206,13 @@ class LastPositionScorer(nn.Module):
     ) -> torch.Tensor:
         """K independent one-token continuations: each query [B, K] sees the prefix's keys
         (``bias`` masks padding) and its own key, not the other candidates'."""
-        (k_new, v_new), (k, v) = new, prefix
-        b, hd = q.shape[0], self.head_dim
-        q = q.reshape(b, -1, self.heads, hd).transpose(1, 2)  # [B, H, K, hd]
-        kn = k_new.reshape(b, -1, self.heads, hd).transpose(1, 2)
-        vn = v_new.reshape(b, -1, self.heads, hd).transpose(1, 2)
-        k = k.reshape(b, -1, self.heads, hd).transpose(1, 2)  # [B, H, T, hd]
-        v = v.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        q = self._split(q)  # [B, H, K, hd]
+        kn, vn = self._split(new[0]), self._split(new[1])
+        k, v = self._split(prefix[0]), self._split(prefix[1])  # [B, H, T, hd]
         w_prefix = torch.matmul(q, k.transpose(-1, -2)) * self.scale + bias  # [B, H, K, T]
         w_self = (q * kn).sum(dim=-1, keepdim=True) * self.scale  # [B, H, K, 1]
         att = torch.softmax(torch.cat([w_prefix, w_self], dim=-1), dim=-1)
-        o = torch.matmul(att[..., :-1], v) + att[..., -1:] * vn
-        return o.transpose(1, 2).reshape(b, -1, self.heads * hd)
+        return self._merge(torch.matmul(att[..., :-1], v) + att[..., -1:] * vn)
 
 
 def lm_loss(
