@@ -25,7 +25,13 @@ from caesura.train.export import (  # noqa: E402
     pending_reference,
 )
 from caesura.train.finetune import WeightAverage, average_checkpoints  # noqa: E402
-from caesura.train.loop import score_contexts  # noqa: E402
+from caesura.train.loop import (  # noqa: E402
+    MuonAdamW,
+    TrainConfig,
+    optimizer_step,
+    orthogonalise,
+    score_contexts,
+)
 from caesura.train.model import (  # noqa: E402
     EotScorer,
     LastPositionScorer,
@@ -179,6 +185,50 @@ def test_weight_average_tracks_and_swaps() -> None:
     assert torch.equal(net[0].weight, live)
     with pytest.raises(ValueError, match="ema decay"):
         WeightAverage(net, 1.0)
+
+
+def test_orthogonalise_flattens_the_spectrum() -> None:
+    gen = torch.Generator().manual_seed(0)
+    # singular values spread over 2.5 orders of magnitude, tall and wide, one and a stack
+    u, _ = torch.linalg.qr(torch.randn(48, 16, generator=gen))
+    v, _ = torch.linalg.qr(torch.randn(16, 16, generator=gen))
+    tall = u @ torch.diag(torch.logspace(-1.5, 1, 16)) @ v.T
+    for g in (tall, tall.T):
+        sv = torch.linalg.svdvals(orthogonalise(g))
+        # the quintic iteration's band around 1, not exactly 1
+        assert sv.min() > 0.65, sv
+        assert sv.max() < 1.25, sv
+    stack = torch.randn(3, 16, 40, generator=gen)
+    one_by_one = torch.stack([orthogonalise(m) for m in stack])
+    assert torch.allclose(orthogonalise(stack), one_by_one, atol=1e-6)
+
+
+def test_muon_adamw_partitions_and_trains() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=64, context=16, d_model=32, layers=2, heads=2, ff=64)
+    lm = build_model(cfg)
+    opt = MuonAdamW(lm, lr=3e-3, weight_decay=0.05)
+    muon, decay, no_decay = (g["params"] for g in opt.param_groups)
+    names = {id(p): n for n, p in lm.named_parameters()}
+    # Muon: the blocks' weight matrices; AdamW: embeddings (decayed), biases and norms
+    assert sorted(names[id(p)] for p in muon) == sorted(
+        n for n, p in lm.named_parameters() if n.startswith("transformer.h.") and p.dim() == 2
+    )
+    assert {names[id(p)] for p in decay} == {"transformer.wte.weight", "transformer.wpe.weight"}
+    assert all(p.dim() == 1 for p in no_decay)
+    assert len(muon) + len(decay) + len(no_decay) == len(names)
+    x = torch.randint(1, 64, (8, 17), generator=torch.Generator().manual_seed(1))
+
+    def loss() -> torch.Tensor:
+        logits = lm(input_ids=x[:, :-1]).logits
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, 64), x[:, 1:].reshape(-1))
+
+    first = optimizer_step(opt, lm, loss())
+    for _ in range(30):
+        last = optimizer_step(opt, lm, loss())
+    assert last < 0.6 * first  # it learns one batch by heart
+    with pytest.raises(ValueError, match="optimizer must be"):
+        TrainConfig(optimizer="sgd")
 
 
 def test_average_checkpoints(tmp_path: Path) -> None:

@@ -90,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument(
+        "--optimizer",
+        choices=("adamw", "muon"),
+        default="adamw",
+        help="stage 1: AdamW, or Muon on the blocks' matrices (AdamW for the rest)",
+    )
+    ap.add_argument(
         "--switchboard-share", type=float, default=0.65, help="share of stage-1 windows"
     )
     ap.add_argument("--eot-weight", type=float, default=1.0)
@@ -188,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_every_minutes=args.eval_every_minutes,
         threads=args.threads,
         seed=args.seed,
+        optimizer=args.optimizer,
     )
     (out / "recipe.json").write_text(
         json.dumps({"argv": sys.argv, "model": mcfg.to_dict(), "train": tcfg.__dict__}, indent=1)
