@@ -217,6 +217,9 @@ def test_muon_adamw_partitions_and_trains() -> None:
     assert {names[id(p)] for p in decay} == {"transformer.wte.weight", "transformer.wpe.weight"}
     assert all(p.dim() == 1 for p in no_decay)
     assert len(muon) + len(decay) + len(no_decay) == len(names)
+    # one schedule: the AdamW half reads the same group dicts the training loop sets lr on
+    assert opt.adamw.param_groups == opt.param_groups[1:]
+    assert all(a is b for a, b in zip(opt.adamw.param_groups, opt.param_groups[1:], strict=True))
     x = torch.randint(1, 64, (8, 17), generator=torch.Generator().manual_seed(1))
 
     def loss() -> torch.Tensor:

@@ -53,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="stage 2 budget: P(eot) fine-tuned on pause decisions (0 = skip)",
     )
-    ap.add_argument("--finetune-steps", type=int, default=None, help="stage 2 step limit")
+    ap.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=None,
+        help="stage 2 step limit per run (its LR schedule then spans these steps)",
+    )
     ap.add_argument(
         "--finetune-windows",
         type=int,

@@ -63,7 +63,7 @@ LAGS = (0.0, 0.0, 0.3, 0.5)  # lag 0 twice: the headline metric is all-words-vis
 @dataclass(frozen=True)
 class FinetuneConfig:
     max_minutes: float = 20.0
-    max_steps: int | None = None  # also stop after this many steps (tests, quick runs)
+    max_steps: int | None = None  # stop after this many steps; the cosine then spans them
     batch: int = 32
     lr: float = 3e-4
     min_lr_frac: float = 0.1
@@ -301,7 +301,12 @@ def finetune(
         return time.time() - t0 >= budget or (cfg.max_steps is not None and step >= cfg.max_steps)
 
     while not done():
-        progress = min((time.time() - t0) / budget, 1.0)
+        # the cosine spans the wall-clock budget, or the step limit when that comes first (a
+        # step-bounded run anneals the same however loaded the machine is)
+        progress = (time.time() - t0) / budget
+        if cfg.max_steps is not None:
+            progress = max(progress, step / cfg.max_steps)
+        progress = min(progress, 1.0)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         lr *= cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
         for g in opt.param_groups:
