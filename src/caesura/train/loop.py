@@ -7,9 +7,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,18 +76,20 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _decay_groups(
+    params: Iterable[torch.nn.Parameter], weight_decay: float
+) -> list[dict[str, Any]]:
+    """Parameter groups with weight decay on matrices only (not on biases and norms)."""
+    params = list(params)
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
 def make_optimizer(lm: torch.nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on biases and norms)."""
-    decay = [p for p in lm.parameters() if p.dim() >= 2]
-    no_decay = [p for p in lm.parameters() if p.dim() < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        betas=(0.9, 0.98),
-    )
+    return torch.optim.AdamW(_decay_groups(lm.parameters(), weight_decay), lr=lr, betas=(0.9, 0.98))
 
 
 def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
@@ -113,14 +116,9 @@ class MuonAdamW(torch.optim.Optimizer):
     def __init__(self, lm: torch.nn.Module, *, lr: float, weight_decay: float) -> None:
         hidden = [p for n, p in lm.named_parameters() if p.dim() == 2 and ".h." in f".{n}"]
         ids = {id(p) for p in hidden}
-        decay = [p for p in lm.parameters() if id(p) not in ids and p.dim() >= 2]
-        no_decay = [p for p in lm.parameters() if p.dim() < 2]
+        rest = [p for p in lm.parameters() if id(p) not in ids]
         super().__init__(
-            [
-                {"params": hidden, "weight_decay": weight_decay},
-                {"params": decay, "weight_decay": weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
+            [{"params": hidden, "weight_decay": weight_decay}, *_decay_groups(rest, weight_decay)],
             {"lr": lr},
         )
         self.adamw = torch.optim.AdamW(self.param_groups[1:], lr=lr, betas=(0.9, 0.98))
@@ -129,12 +127,13 @@ class MuonAdamW(torch.optim.Optimizer):
     def step(self, closure: None = None) -> None:  # type: ignore[override]
         group = self.param_groups[0]
         lr, wd = group["lr"], group["weight_decay"]
-        by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for p in group["params"]:
             if p.grad is not None:
-                by_shape.setdefault(tuple(p.shape), []).append(p)
-        for shape, params in by_shape.items():
-            grads = torch.stack([p.grad for p in params if p.grad is not None])
+                by_shape.setdefault(tuple(p.shape), []).append((p, p.grad))
+        for shape, pairs in by_shape.items():
+            params = [p for p, _ in pairs]
+            grads = torch.stack([g for _, g in pairs])
             momentum = self.state[params[0]].get("momentum")
             if momentum is None or momentum.shape != grads.shape:
                 momentum = torch.zeros_like(grads)

@@ -925,12 +925,14 @@ class TurnEngine:
                     self._opts.fallback_delay_ms,
                 )
             return None, False
+        predict, pending = self._predict, False
         # speech went on after the last transcript update: the last word(s) are still coming
-        pending = (
+        if (
             self._opts.score_pending_words
             and self._predict_pending is not None
             and self._words_sample < self._silence_start
-        )
+        ):
+            predict, pending = self._predict_pending, True
         key = (
             len(self._history),
             tuple(t["content"] for t in self._history[-2:]),
@@ -951,8 +953,6 @@ class TurnEngine:
         turns = [*ctx, {"role": "user", "content": text}]
         t0 = time.perf_counter()
         try:
-            predict = self._predict_pending if pending else self._predict
-            assert predict is not None
             value = _probability(predict(turns))
         except Exception as exc:  # a model failure is reported, never taken for an answer
             self._failed_key = failed_key
