@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         help="stage 2 single questions per step (default: FinetuneConfig's)",
     )
     ap.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=None,
+        help="stage 2 peak learning rate (default: FinetuneConfig's)",
+    )
+    ap.add_argument(
         "--finetune-ema",
         type=float,
         default=None,
@@ -228,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         given = {
             "windows_per_step": args.finetune_windows,
             "batch": args.finetune_batch,
+            "lr": args.finetune_lr,
             "ema_decay": args.finetune_ema,
             "lags": args.finetune_lags,
         }
