@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Iterator
@@ -41,7 +40,14 @@ from caesura.eot._text import AGENT, SEP, USER
 from caesura.train import data as tdata
 from caesura.train import switchboard as sb
 from caesura.train.data import EvalSet
-from caesura.train.loop import auc, left_pad, make_optimizer, optimizer_step, score_contexts
+from caesura.train.loop import (
+    auc,
+    cosine_factor,
+    left_pad,
+    make_optimizer,
+    optimizer_step,
+    score_contexts,
+)
 from caesura.train.model import EotScorer, ModelConfig, build_model, eot_bce
 
 __all__ = [
@@ -306,9 +312,8 @@ def finetune(
         progress = (time.time() - t0) / budget
         if cfg.max_steps is not None:
             progress = max(progress, step / cfg.max_steps)
-        progress = min(progress, 1.0)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        lr *= cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+        lr *= cosine_factor(progress, cfg.min_lr_frac)
         for g in opt.param_groups:
             g["lr"] = lr
         counts = rng.multinomial(cfg.batch, share)

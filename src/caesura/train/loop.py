@@ -76,6 +76,12 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def cosine_factor(progress: float, min_frac: float) -> float:
+    """The cosine schedule's share of the peak learning rate at ``progress`` (clamped to 1),
+    from 1 down to ``min_frac``; both stages use it."""
+    return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def _decay_groups(
     params: Iterable[torch.nn.Parameter], weight_decay: float
 ) -> list[dict[str, Any]]:
@@ -296,10 +302,7 @@ def train(
         if step < tcfg.warmup:
             lr = tcfg.lr * (step + 1) / tcfg.warmup
         else:
-            lr = tcfg.lr * (
-                tcfg.min_lr_frac
-                + (1 - tcfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-            )
+            lr = tcfg.lr * cosine_factor(progress, tcfg.min_lr_frac)
         for g in opt.param_groups:
             g["lr"] = lr
         xy = sampler.batch(tcfg.batch).to(device)
