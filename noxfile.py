@@ -58,7 +58,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy>=1.11", ".[files,server]", "types-psutil")
+    session.install("mypy>=1.11", ".[files,server,bench]", "types-psutil")
     session.run("mypy")
 
 
