@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import caesura
@@ -113,21 +114,23 @@ def test_batch_matches_single(model: EndOfTurnModel) -> None:
 def test_long_text_is_truncated_to_the_context(model: EndOfTurnModel) -> None:
     huge = "and then we went to the store " * 20000
     ids = model.encode([u(huge)])
-    assert len(ids) == model.max_tokens
+    assert model.max_tokens - model.window_hop < len(ids) <= model.max_tokens
     assert 0.0 <= model.predict([a("x" * 100000), u(huge)]) <= 1.0
 
 
 def test_context_window_from_config_and_option(tmp_path: Path) -> None:
     """``read_tokens`` in config.json sets the default window; ``max_tokens`` overrides it up
-    to the trained context; the score reads exactly the last ``max_tokens`` tokens."""
-    folder = _copy_with_config(tmp_path, read_tokens=40)
+    to the trained context less one position (for a pending word); without ``window_hop``
+    the score reads exactly the last ``max_tokens`` tokens."""
+    folder = _copy_with_config(tmp_path, read_tokens=40, window_hop=None)
     context = int(json.loads((folder / "config.json").read_text())["context"])
     long_turn = [u("and then we went to the store and bought some bread " * 30)]
     short = EndOfTurnModel.load(folder)
     assert short.max_tokens == 40
+    assert short.window_hop == 1
     assert len(short.encode(long_turn)) == 40
     full = EndOfTurnModel.load(folder, max_tokens=10_000)
-    assert full.max_tokens == context
+    assert full.max_tokens == context - 1
     same = EndOfTurnModel.load(folder, max_tokens=40)
     assert same.predict(long_turn) == short.predict(long_turn)
     assert full.predict(long_turn) != short.predict(long_turn)  # it really reads more
@@ -168,8 +171,8 @@ def test_pending_words_score_the_turn_after_one_more_word(model: EndOfTurnModel)
     # one position is left for the word to come, even with the whole trained context
     wide = EndOfTurnModel.load(max_tokens=10_000)
     long_turn = [u("and then we went to the store " * 100)]
-    assert len(wide.encode(long_turn)) == wide.max_tokens == wide.config["context"]
-    assert len(wide.encode(long_turn, words_pending=True)) == wide.max_tokens - 1
+    assert wide.max_tokens == wide.config["context"] - 1
+    assert len(wide.encode(long_turn)) <= wide.max_tokens
     assert 0.0 <= wide.predict(long_turn, words_pending=True) <= 1.0
     with pytest.raises(InvalidOptionError, match="words_pending"):
         model.predict(cut, words_pending="yes")  # type: ignore[arg-type]
@@ -245,7 +248,8 @@ def test_options_validated() -> None:
         EndOfTurnModel.load(max_tokens=2)
     m = EndOfTurnModel.load(max_tokens=32, num_threads=2)
     assert m.max_tokens == 32
-    assert len(m.encode([u("word " * 100)])) == 32
+    assert m.window_hop == 16  # at most half the window
+    assert 16 < len(m.encode([u("word " * 100)])) <= 32
 
 
 def test_corrupt_copy_is_detected(tmp_path: Path) -> None:
@@ -287,6 +291,144 @@ def test_thread_safe(model: EndOfTurnModel) -> None:
     assert not errors
     for got in results.values():
         assert got == expected
+
+
+AGENT_REPLY = (
+    "Sure, I can help you with that. We have tables at six thirty, seven fifteen and eight "
+    "o'clock tomorrow evening. Which of those would suit you, and how many people will there be?"
+)
+USER_SAYS = (
+    "uh seven fifteen would be great and there will be four of us um two adults and two kids "
+    "and could we have a table by the window if that is possible because my daughter loves "
+    "watching the boats go by in the harbour and oh one more thing do you have a kids menu"
+)
+USER_WORDS = USER_SAYS.split(" ")
+
+
+def test_stream_reuses_the_growing_dialogue(model: EndOfTurnModel) -> None:
+    """A stream scores a dialogue that grows word by word like ``predict`` does, computing
+    only the new tokens while the window keeps its start, and the whole window again when
+    the window's start moves on its grid."""
+    stream = model.stream()
+    assert stream.computed_tokens == stream.cached_tokens == 0
+    saw_reuse = saw_move = False
+    for n in range(1, len(USER_WORDS) + 1):
+        chat = [a(AGENT_REPLY), u(" ".join(USER_WORDS[:n]))]
+        pending = n % 3 == 0
+        before = stream.cached_tokens
+        got = stream.predict(chat, words_pending=pending)
+        want = model.predict(chat, words_pending=pending)
+        ids = model.encode(chat)
+        assert got == pytest.approx(want, abs=0.05), n  # int8 activation rounding only
+        assert stream.cached_tokens == len(ids)
+        if stream.computed_tokens < len(ids):
+            saw_reuse = True
+            assert stream.computed_tokens <= 4  # one word is a token or a few
+        else:
+            saw_move = saw_move or before > 0
+    assert saw_reuse
+    assert saw_move
+    assert model.max_tokens - model.window_hop < stream.cached_tokens <= model.max_tokens
+    # the same dialogue again: one token re-runs (its output is the score)
+    again = stream.predict(chat)
+    assert stream.computed_tokens == 1
+    assert again == pytest.approx(model.predict(chat), abs=0.05)
+    # another dialogue shares nothing: computed in full, and equal to predict's own run
+    other = [u("what time is it")]
+    assert stream.predict(other) == pytest.approx(model.predict(other), abs=1e-6)
+    assert stream.computed_tokens == len(model.encode(other))
+    stream.reset()
+    assert stream.cached_tokens == 0
+
+
+def test_stream_tokenises_turn_by_turn_like_the_whole_dialogue(model: EndOfTurnModel) -> None:
+    """A stream tokenises only the turns it has not seen; the ids equal ``encode``'s (no
+    token spans two turns), for text with punctuation, digits, case, unicode and spaces."""
+    rng = np.random.default_rng(0)
+    vocab = [
+        "okay",
+        "I'd",
+        "like",
+        "2",
+        "coffees,",
+        "please.",
+        "Wait—",
+        "café",
+        "naïve",
+        "$12.50",
+        "to-morrow",
+        "  ",
+        "uh",
+        "UM",
+        "?",
+        "... ",
+        "'s",
+        "B-52",
+        "日本",
+        "emoji🙂",
+        "the",
+    ]
+    memo: dict[tuple[str, str, bool], list[int]] = {}
+    history: list[dict[str, str]] = []
+    for step in range(60):
+        text = " ".join(rng.choice(vocab, size=int(rng.integers(1, 25))))
+        if step % 7 == 6:
+            history.append(a(text))
+            continue
+        chat = [*history, u(text)]
+        assert model._encode_memo(chat, memo) == model.encode(chat), chat
+        if step % 5 == 4:
+            history.append(u(text))
+    assert len(memo) <= 9  # only the last dialogue's turns are kept
+
+
+def test_stream_rejects_bad_input_and_keeps_its_cache(model: EndOfTurnModel) -> None:
+    stream = model.stream()
+    stream.predict([a("Where to?"), u("to the airport")])
+    cached = stream.cached_tokens
+    with pytest.raises(InvalidOptionError):
+        stream.predict([u("")])
+    with pytest.raises(UnsupportedLanguageError):
+        stream.predict([u("bonjour")], language="fr")
+    with pytest.raises(InvalidOptionError, match="words_pending"):
+        stream.predict([u("hi")], words_pending=1)  # type: ignore[arg-type]
+    assert stream.cached_tokens == cached
+    stream.predict([a("Where to?"), u("to the airport please")])
+    assert stream.computed_tokens < stream.cached_tokens
+    assert stream.supports_language("en-US")
+    assert not stream.supports_language("fr")
+    assert stream.unlikely_threshold("en") == model.unlikely_threshold("en")
+    assert stream.supports_pending_words
+    assert stream.model is model
+
+
+def test_streams_in_parallel_threads(model: EndOfTurnModel) -> None:
+    """One stream per conversation, all sharing the model's session."""
+    dialogues = [
+        [a("Where to?"), u(" ".join(["to", "gate", str(i), "please"][:n]))]
+        for i in range(4)
+        for n in (2, 3, 4)
+    ]
+    expected = [model.predict(d) for d in dialogues]
+    results: dict[int, list[float]] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            stream = model.stream()
+            results[k] = [stream.predict(d) for d in dialogues]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 4
+    for got in results.values():
+        assert got == pytest.approx(expected, abs=0.05)
 
 
 def test_runtime_imports_neither_torch_nor_transformers() -> None:

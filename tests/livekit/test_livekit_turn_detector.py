@@ -11,6 +11,7 @@ import pytest
 from livekit.agents import llm
 from lk_harness import LanguageCode, eot_model_or_skip
 
+from caesura.eot import EotStream
 from livekit.plugins import caesura
 from livekit.plugins.caesura.turn_detector import chat_ctx_turns
 
@@ -136,15 +137,16 @@ def test_timeout(detector):
 
 
 def test_prediction_runs_off_the_event_loop(detector, monkeypatch):
+    # the detector scores through its own stream of the core model (one per session)
     threads: set[str] = set()
-    model = detector.core_model
-    original = type(model).predict
+    original = EotStream.predict
 
     def spy(self, turns, **kwargs):
+        assert self.model is detector.core_model
         threads.add(threading.current_thread().name)
         return original(self, turns, **kwargs)
 
-    monkeypatch.setattr(type(model), "predict", spy)
+    monkeypatch.setattr(EotStream, "predict", spy)
     asyncio.run(detector.predict_end_of_turn(ctx(("user", COMPLETE))))
     assert len(threads) == 1
     assert next(iter(threads)).startswith("caesura-eot")

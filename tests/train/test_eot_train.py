@@ -20,6 +20,7 @@ from caesura.train.__main__ import main as train_main  # noqa: E402
 from caesura.train.data import encode_contexts  # noqa: E402
 from caesura.train.export import (  # noqa: E402
     _ort_scores,
+    empty_past,
     export_and_validate,
     load_checkpoint,
     pending_reference,
@@ -275,7 +276,10 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
         [("agent", "Yes."), ("user", "the coffee please")],
         [("user", "uh " * 40)],
     ]
-    ids = encode_contexts(tok, contexts, mcfg.context)
+    assert cfg["read_tokens"] == mcfg.context - 1  # one position left for a pending word
+    ids = encode_contexts(tok, contexts, cfg["read_tokens"], cfg["window_hop"])
+    assert 1 < cfg["window_hop"] <= cfg["read_tokens"] // 2
+    assert cfg["read_tokens"] - cfg["window_hop"] < len(ids[-1]) <= cfg["read_tokens"]
     ref = score_contexts(scorer, ids)
     np.testing.assert_allclose(_ort_scores(out / "model_fp32.onnx", ids, 0), ref, atol=1e-5)
     # the runtime reads the exported (int8) folder and agrees with PyTorch
@@ -316,6 +320,40 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
         words_pending=True,
     )
     np.testing.assert_allclose(pending, slow[:1], atol=0.05)
+    # keys and values out and in: a prefix's `present` then the rest of the tokens scores
+    # like the whole context at once (both outputs), and extends `present` exactly
+    import onnxruntime as ort  # noqa: PLC0415
+
+    sess = ort.InferenceSession(str(out / "model_fp32.onnx"), providers=["CPUExecutionProvider"])
+    whole = short[-1]
+    cut = len(whole) - 3
+
+    def run(new: list[int], past: np.ndarray, total: int) -> list[np.ndarray]:
+        feed = {
+            "input_ids": np.asarray([new], dtype=np.int64),
+            "attention_mask": np.ones((1, total), dtype=np.int64),
+            "past": past,
+            "next_slots": np.zeros(k, dtype=np.float32),
+        }
+        return list(sess.run(["p_eot", "p_eot_next", "present"], feed))
+
+    cold = run(whole, empty_past(sess, 1), len(whole))
+    head = run(whole[:cut], empty_past(sess, 1), cut)
+    warm = run(whole[cut:], head[2], len(whole))
+    heads = int(cfg["architecture"]["heads"])
+    head_dim = int(cfg["architecture"]["d_model"]) // heads
+    assert cold[2].shape == (mcfg.layers, 2, 1, heads, len(whole), head_dim)
+    for w, c in zip(warm, cold, strict=True):
+        np.testing.assert_allclose(w, c, atol=1e-5)
+    np.testing.assert_array_equal(warm[2][..., :cut, :], head[2])
+    # the runtime's stream reuses them and agrees with predict
+    stream = model.stream()
+    chat = [{"role": "user", "content": "the coffee please and"}]
+    first = stream.predict(chat)
+    assert first == pytest.approx(model.predict(chat), abs=1e-6)  # nothing cached: same run
+    chat = [{"role": "user", "content": "the coffee please and a tea"}]
+    assert stream.predict(chat) == pytest.approx(model.predict(chat), abs=0.05)
+    assert stream.cached_tokens == len(model.encode(chat))
 
 
 @pytest.mark.parametrize("k", [0, 1, 6])
@@ -335,7 +373,7 @@ def test_next_word_marginal_equals_explicit_continuations(k: int) -> None:
     m = torch.ones_like(x)
     m[1, :5] = 0  # left padding
     with torch.no_grad():
-        p_now, marg = last.score(x, m, torch.zeros(k))
+        p_now, marg, _ = last.score(x, m, torch.zeros(k))
         torch.testing.assert_close(p_now, EotScorer(lm, 4)(x, m), rtol=1e-5, atol=1e-6)
         assert marg is not None
         assert marg.shape == (3,)
@@ -345,6 +383,38 @@ def test_next_word_marginal_equals_explicit_continuations(k: int) -> None:
             real = x[r : r + 1, int((m[r] == 0).sum()) :]
             want = pending_reference(EotScorer(lm, 4), [real[0].tolist()], starts, k)
             torch.testing.assert_close(float(marg[r]), float(want[0]), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("split", [1, 5, 11])
+def test_scorer_with_past_keys_and_values_equals_one_pass(split: int) -> None:
+    """``score(rest, past=present of the prefix)`` == ``score(prefix + rest)``: both scores,
+    and ``present`` holds the whole context's keys and values (left padding allowed)."""
+    torch.manual_seed(split)
+    cfg = ModelConfig(vocab_size=120, context=24, d_model=32, layers=3, heads=4, ff=64)
+    lm = build_model(cfg, attn="eager").eval()
+    with torch.no_grad():
+        for p in lm.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    last = LastPositionScorer(lm, 4).eval()
+    x = torch.randint(5, 120, (2, 12))
+    m = torch.ones_like(x)
+    m[1, :4] = 0  # left padding, inside the prefix for split > 4
+    slots = torch.zeros(3)
+    with torch.no_grad():
+        p_all, n_all, kv_all = last.score(x, m, slots)
+        _, _, kv_head = last.score(x[:, :split], m[:, :split], None)
+        p_inc, n_inc, kv_inc = last.score(x[:, split:], m, slots, past=kv_head)
+    assert kv_all.shape == (3, 2, 2, 4, 12, 8)
+    assert n_all is not None
+    assert n_inc is not None
+    torch.testing.assert_close(p_inc, p_all, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(n_inc, n_all, rtol=1e-5, atol=1e-6)
+    real = m.to(torch.bool)  # padding's keys and values are masked out: any value will do
+    for r in range(2):
+        torch.testing.assert_close(
+            kv_inc[:, :, r, :, real[r]], kv_all[:, :, r, :, real[r]], rtol=1e-5, atol=1e-5
+        )
+    torch.testing.assert_close(p_all, EotScorer(lm, 4)(x, m), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("layers", [1, 3])

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from caesura.eot.model import EndOfTurnModel, EotOptions, Turn, TurnLike, normalize_language
+from caesura.eot.model import (
+    EndOfTurnModel,
+    EotOptions,
+    EotStream,
+    Turn,
+    TurnLike,
+    normalize_language,
+)
 
-__all__ = ["EndOfTurnModel", "EotOptions", "Turn", "TurnLike", "normalize_language"]
+__all__ = ["EndOfTurnModel", "EotOptions", "EotStream", "Turn", "TurnLike", "normalize_language"]

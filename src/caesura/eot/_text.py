@@ -19,6 +19,7 @@ __all__ = [
     "USER",
     "clean_text",
     "linearise",
+    "read_window",
 ]
 
 PAD = "<|pad|>"
@@ -52,3 +53,16 @@ def linearise(turns: Iterable[tuple[str, str]], *, close_last: bool) -> str:
         if close_last or i < len(items) - 1:
             parts.append(EOT)
     return "".join(parts)
+
+
+def read_window(ids: list[int], max_tokens: int, hop: int = 1) -> list[int]:
+    """The tokens the model reads of a dialogue's ``ids``: all of them when they fit in
+    ``max_tokens``, else those from the last window start on a grid of ``hop`` tokens that
+    leaves at most ``max_tokens`` (``max_tokens - hop + 1`` at least). A grid keeps the
+    window's start — and so every token's position — fixed while a dialogue grows by a few
+    words, which lets a stream reuse the keys and values it computed; ``hop=1`` slides the
+    window token by token (the last ``max_tokens``)."""
+    over = len(ids) - max_tokens
+    if over <= 0:
+        return ids
+    return ids[-(-over // hop) * hop :]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from caesura.eot._text import EOT, PAD, clean_text, linearise
+from caesura.eot._text import EOT, PAD, clean_text, linearise, read_window
 from caesura.errors import (
     InvalidOptionError,
     ModelError,
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_TURN_CHARS",
     "EndOfTurnModel",
     "EotOptions",
+    "EotStream",
     "Turn",
     "TurnLike",
     "normalize_language",
@@ -73,8 +74,9 @@ TurnLike = Turn | Mapping[str, Any]
 @dataclass(frozen=True)
 class EotOptions:
     """Run-time options: ``num_threads`` onnxruntime intra-op threads (1 is fastest per call
-    when several calls run in parallel); ``max_tokens`` context tokens read (≤ the model's
-    trained context; default: the window the model's config recommends, ``read_tokens``)."""
+    when several calls run in parallel); ``max_tokens`` the most context tokens read (< the
+    model's trained context: one position stays free for a pending word; default: the
+    model config's ``read_tokens``)."""
 
     num_threads: int = 1
     max_tokens: int | None = None
@@ -178,9 +180,10 @@ class EndOfTurnModel:
         self._options = options
         context = int(config["context"])  # positions the model was trained on
         default = int(config.get("read_tokens", context))  # the window read by default
-        self._max_tokens = min(context, options.max_tokens or default)
-        # with words pending one position stays free for the word to come
-        self._pending_tokens = min(self._max_tokens, context - 1)
+        # one position stays free for the word to come (words_pending)
+        self._max_tokens = min(context - 1, options.max_tokens or default)
+        # the window starts on a grid of this many tokens (1: it slides token by token)
+        self._hop = max(1, min(int(config.get("window_hop", 1)), self._max_tokens // 2))
         self._pad_id = int(config["pad_id"])
         self._languages = frozenset(str(x) for x in config["languages"])
         self._thresholds = {str(k): float(v) for k, v in config["thresholds"].items()}
@@ -188,6 +191,11 @@ class EndOfTurnModel:
         inputs = {i.name for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
         self._has_slots = "next_slots" in inputs
+        self._past_shape: tuple[int, ...] | None = None
+        if "past" in inputs and "present" in outputs:
+            (shape,) = [i.shape for i in session.get_inputs() if i.name == "past"]
+            layers, _, _, heads, _, head_dim = shape
+            self._past_shape = (int(layers), 2, 1, int(heads), 0, int(head_dim))
         self._next_words = (
             int(config.get("pending_candidates", 0))
             if self._has_slots and "p_eot_next" in outputs
@@ -268,8 +276,16 @@ class EndOfTurnModel:
 
     @property
     def max_tokens(self) -> int:
-        """Context tokens read per prediction (the last ones of the dialogue)."""
+        """The most context tokens read per prediction (the last ones of the dialogue)."""
         return self._max_tokens
+
+    @property
+    def window_hop(self) -> int:
+        """The read window starts on a grid of this many tokens of the dialogue (so a
+        dialogue that grows keeps its window, and an :class:`EotStream` its cache): a long
+        dialogue is read from its last ``max_tokens - window_hop + 1`` to ``max_tokens``
+        tokens. 1 for a model exported without a hop (the window slides token by token)."""
+        return self._hop
 
     @property
     def supports_pending_words(self) -> bool:
@@ -304,16 +320,37 @@ class EndOfTurnModel:
             )
 
     # ---------------------------------------------------------------- scoring
-    def encode(self, turns: Sequence[TurnLike], *, words_pending: bool = False) -> list[int]:
-        """The token ids the model reads for ``turns`` (the last ``max_tokens``; one fewer
-        with ``words_pending``, leaving the position of the word to come)."""
+    def encode(self, turns: Sequence[TurnLike]) -> list[int]:
+        """The token ids the model reads for ``turns``: the dialogue's tokens from the last
+        window start (:attr:`window_hop`) that leaves at most :attr:`max_tokens`."""
         text = linearise(_prepare(turns), close_last=False)
         with self._lock:
             ids: list[int] = self._tokenizer.encode(text).ids
-        return ids[-self._window(words_pending) :]
+        return self._window(ids)
 
-    def _window(self, words_pending: bool) -> int:
-        return self._pending_tokens if words_pending else self._max_tokens
+    def _encode_memo(
+        self, turns: Sequence[TurnLike], memo: dict[tuple[str, str, bool], list[int]]
+    ) -> list[int]:
+        """:meth:`encode`, tokenising only the turns that are not in ``memo`` (which is
+        replaced by this dialogue's turns). Equal to :meth:`encode`: special tokens are split
+        off before the byte-level pre-tokeniser, so no token spans two turns."""
+        prepared = _prepare(turns)
+        last = len(prepared) - 1
+        keys = [(role, text, i < last) for i, (role, text) in enumerate(prepared)]
+        missing = [k for k in keys if k not in memo]
+        if missing:
+            texts = [linearise([(role, text)], close_last=closed) for role, text, closed in missing]
+            with self._lock:
+                encs = self._tokenizer.encode_batch(texts)
+            memo.update(zip(missing, (e.ids for e in encs), strict=True))
+        ids = [i for k in keys for i in memo[k]]
+        kept = {k: memo[k] for k in keys}
+        memo.clear()
+        memo.update(kept)
+        return self._window(ids)
+
+    def _window(self, ids: list[int]) -> list[int]:
+        return read_window(ids, self._max_tokens, self._hop)
 
     def _check_pending(self, words_pending: bool) -> None:
         if not isinstance(words_pending, bool):
@@ -333,15 +370,43 @@ class EndOfTurnModel:
         for r, ids in enumerate(batch):
             x[r, width - len(ids) :] = ids
             m[r, width - len(ids) :] = 1
-        feed: dict[str, npt.NDArray[Any]] = {"input_ids": x, "attention_mask": m}
+        past = None
+        if self._past_shape is not None:
+            past = np.zeros((*self._past_shape[:2], len(batch), *self._past_shape[3:]), np.float32)
+        p, _ = self._session_run(x, m, past, words_pending, want_present=False)
+        return p
+
+    def _session_run(
+        self,
+        x: npt.NDArray[np.int64],
+        mask: npt.NDArray[np.int64],
+        past: npt.NDArray[np.float32] | None,
+        words_pending: bool,
+        *,
+        want_present: bool,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        feed: dict[str, npt.NDArray[Any]] = {"input_ids": x, "attention_mask": mask}
         if self._has_slots:
             feed["next_slots"] = self._slots if words_pending else self._no_slots
-        output = "p_eot_next" if words_pending else "p_eot"
+        if past is not None:
+            feed["past"] = past
+        outputs = ["p_eot_next" if words_pending else "p_eot"]
+        if want_present:
+            outputs.append("present")
         try:
-            (p,) = self._session.run([output], feed)
+            result = self._session.run(outputs, feed)
         except Exception as exc:  # onnxruntime raises its own exception classes
             raise ModelError(f"end-of-turn model failed: {exc}") from exc
-        return np.clip(np.asarray(p, dtype=np.float32).reshape(-1), 0.0, 1.0)
+        p = np.clip(np.asarray(result[0], dtype=np.float32).reshape(-1), 0.0, 1.0)
+        return p, (np.asarray(result[1], dtype=np.float32) if want_present else None)
+
+    def stream(self) -> EotStream:
+        """A scorer for one growing dialogue (one conversation) that keeps the keys and
+        values of the tokens it read last time: when the next call's window starts with
+        them — the same dialogue with more words, the usual case in a voice agent — only the
+        new tokens are computed (~1 ms instead of ~7 ms for a 120-token window on one core).
+        Streams are cheap; the model's session is shared. See :class:`EotStream`."""
+        return EotStream(self)
 
     def predict(
         self,
@@ -369,7 +434,7 @@ class EndOfTurnModel:
         """
         self._check_language(language)
         self._check_pending(words_pending)
-        ids = self.encode(turns, words_pending=words_pending)
+        ids = self.encode(turns)
         return float(self._run([ids], words_pending=words_pending)[0])
 
     def predict_many(
@@ -396,11 +461,101 @@ class EndOfTurnModel:
         texts = [linearise(_prepare(d), close_last=False) for d in dialogues]
         with self._lock:
             encs = self._tokenizer.encode_batch(texts)
-        window = self._window(words_pending)
-        ids = [e.ids[-window:] for e in encs]
+        ids = [self._window(e.ids) for e in encs]
         out = np.empty(len(ids), dtype=np.float32)
         order = np.argsort([len(x) for x in ids], kind="stable")
         for s in range(0, len(ids), batch_size):
             idx = order[s : s + batch_size]
             out[idx] = self._run([ids[i] for i in idx], words_pending=words_pending)
         return [float(v) for v in out]
+
+
+class EotStream:
+    """:meth:`EndOfTurnModel.predict` for one growing dialogue, computing only what is new.
+
+    >>> stream = EndOfTurnModel.load().stream()  # one per conversation
+    >>> stream.predict([{"role": "user", "content": "i would like to"}])  # doctest: +SKIP
+    >>> stream.predict([{"role": "user", "content": "i would like to book"}])  # doctest: +SKIP
+
+    Each call reads the same window :meth:`EndOfTurnModel.predict` reads; the keys and values
+    of the tokens it shares with the previous call's window (their common start) are reused,
+    so a call costs the new tokens only (and the next-word candidates with
+    ``words_pending``). Scores equal :meth:`EndOfTurnModel.predict`'s up to the int8 model's
+    activation rounding (it quantises each call's activations): a few thousandths on
+    average, a few hundredths at most. Memory: the last window's keys and values (~0.4 MB
+    for the bundled model). Thread-safe (calls are serialised); for unrelated dialogues use
+    one stream each.
+    """
+
+    def __init__(self, model: EndOfTurnModel) -> None:
+        self._model = model
+        self._lock = threading.Lock()
+        self._ids: list[int] = []
+        self._present: npt.NDArray[np.float32] | None = None
+        self._computed = 0
+        self._memo: dict[tuple[str, str, bool], list[int]] = {}  # the last dialogue's turns
+
+    @property
+    def model(self) -> EndOfTurnModel:
+        return self._model
+
+    @property
+    def supports_pending_words(self) -> bool:
+        return self._model.supports_pending_words
+
+    def supports_language(self, language: str | None) -> bool:
+        return self._model.supports_language(language)
+
+    def unlikely_threshold(self, language: str | None = None) -> float | None:
+        return self._model.unlikely_threshold(language)
+
+    def reset(self) -> None:
+        """Forget the cached window (the next call computes its window in full)."""
+        with self._lock:
+            self._ids, self._present = [], None
+            self._memo.clear()
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many tokens' keys and values the stream holds (the last call's window)."""
+        return len(self._ids)
+
+    @property
+    def computed_tokens(self) -> int:
+        """How many tokens the last call ran through the model (the rest of its window came
+        from the cache); 0 before the first call."""
+        return self._computed
+
+    def predict(
+        self,
+        turns: Sequence[TurnLike],
+        *,
+        language: str | None = None,
+        words_pending: bool = False,
+    ) -> float:
+        """Same arguments, errors and meaning as :meth:`EndOfTurnModel.predict`."""
+        model = self._model
+        model._check_language(language)
+        model._check_pending(words_pending)
+        with self._lock:
+            ids = model._encode_memo(turns, self._memo)
+            if model._past_shape is None:  # exported without keys/values in and out
+                self._computed = len(ids)
+                return float(model._run([ids], words_pending=words_pending)[0])
+            reuse = 0
+            for a, b in zip(self._ids, ids, strict=False):
+                if a != b:
+                    break
+                reuse += 1
+            reuse = min(reuse, len(ids) - 1)  # at least one token runs: its output is read
+            if reuse > 0 and self._present is not None:
+                past = self._present[:, :, :, :, :reuse, :]
+            else:
+                past = np.zeros(model._past_shape, dtype=np.float32)
+                reuse = 0
+            x = np.asarray([ids[reuse:]], dtype=np.int64)
+            mask = np.ones((1, len(ids)), dtype=np.int64)
+            self._ids, self._present = [], None  # a failed call leaves nothing stale
+            p, present = model._session_run(x, mask, past, words_pending, want_present=True)
+            self._ids, self._present, self._computed = ids, present, len(ids) - reuse
+        return float(p[0])

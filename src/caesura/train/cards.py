@@ -14,6 +14,17 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _window_rule(config: dict[str, Any]) -> str:
+    hop = int(config.get("window_hop", 1))
+    if hop <= 1:
+        return ", the last ones of the dialogue"
+    read = int(config.get("read_tokens", config["context"]))
+    return (
+        f"; the window starts on a {hop}-token grid of the dialogue, so a long dialogue is read"
+        f" from its last {read - hop + 1} to {read} tokens and a growing one keeps its window"
+    )
+
+
 def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None) -> str:
     a = config["architecture"]
     m = config.get("metrics", {})
@@ -32,12 +43,15 @@ def model_card(config: dict[str, Any], benchmarks: dict[str, Any] | None = None)
         f" {a['parameters'] / 1e6:.2f} M parameters (tied embeddings).",
         f"- Tokenizer: byte-level BPE, {a['vocab_size']} tokens, trained on the training text;"
         " special tokens `<|pad|> <|endoftext|> <|user|> <|agent|> <|eot|>`.",
-        "- Input: `<|user|> words<|eot|><|agent|> words<|eot|><|user|> words` — the last"
+        "- Input: `<|user|> words<|eot|><|agent|> words<|eot|><|user|> words`, the user's turn"
+        " being scored left open — at most"
         f" {config.get('read_tokens', a['context'])} tokens by default"
-        f" (`EndOfTurnModel.load(max_tokens=...)`, up to {a['context']});"
-        " the user's turn being scored is left open.",
+        f" (`EndOfTurnModel.load(max_tokens=...)`, up to {a['context'] - 1}: one position is"
+        " kept for a pending word)" + _window_rule(config) + ".",
         "- Export: ONNX (P(eot) at the last position only: the last block computes that"
-        f" position alone), {config['quantisation']}.",
+        f" position alone), {config['quantisation']}. The graph takes the keys and values of"
+        " earlier tokens (`past`) and returns them extended (`present`):"
+        " `EndOfTurnModel.stream()` computes only the tokens a growing dialogue adds.",
         "",
         "## Training data",
         "",

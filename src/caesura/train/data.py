@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from caesura.eot._text import EOT, SEP, SPECIAL_TOKENS, linearise
+from caesura.eot._text import EOT, SEP, SPECIAL_TOKENS, linearise, read_window
 from caesura.train import switchboard as sb
 from caesura.train.text import stt_style, words_to_digits
 
@@ -184,10 +184,13 @@ def written_truncation_eval(
     return EvalSet(ctxs, np.asarray(labels, dtype=np.int8), meta)
 
 
-def encode_contexts(tok: Tokenizer, contexts: Sequence[Dialogue], max_len: int) -> list[list[int]]:
-    """Open last turn, left-truncated to the last ``max_len`` tokens (what the runtime feeds)."""
+def encode_contexts(
+    tok: Tokenizer, contexts: Sequence[Dialogue], max_len: int, hop: int = 1
+) -> list[list[int]]:
+    """Open last turn, left-truncated the way the runtime reads it
+    (:func:`~caesura.eot._text.read_window`: at most ``max_len`` tokens, on a ``hop`` grid)."""
     encs = tok.encode_batch([linearise(c, close_last=False) for c in contexts])
-    return [e.ids[-max_len:] for e in encs]
+    return [read_window(e.ids, max_len, hop) for e in encs]
 
 
 def eot_id(tok: Tokenizer) -> int:

@@ -59,31 +59,40 @@ def export_onnx(
 ) -> None:
     """fp32 ONNX of :meth:`LastPositionScorer.score`.
 
-    Inputs ``input_ids``/``attention_mask`` int64 [B, T] (left padded) and ``next_slots``
+    Inputs ``input_ids`` int64 [B, T] (left padded), ``attention_mask`` int64 [B, P + T],
+    ``past`` float [layers, 2, B, heads, P, head_dim] (the keys and values of P earlier
+    tokens, ``present`` of an earlier call; P = 0 for a fresh context) and ``next_slots``
     float [K] (only its length is read: how many next-word candidates to marginalise over,
-    0 to skip that part); outputs ``p_eot`` float [B] (P(eot) now) and ``p_eot_next`` float
+    0 to skip that part); outputs ``p_eot`` float [B] (P(eot) now), ``p_eot_next`` float
     [B] (P(eot after one more word), meaningful when K > 0; :func:`gate_next_words` then
-    skips that part at K = 0). ``word_start``: the candidate ids
-    (:func:`~caesura.train.model.word_start_mask`; default every non-special id).
+    skips that part at K = 0) and ``present`` (``past`` extended by ``input_ids``' keys and
+    values). ``word_start``: the candidate ids (:func:`~caesura.train.model.word_start_mask`;
+    default every non-special id).
     """
     last = _Export(LastPositionScorer(scorer.lm, scorer.eot_id, word_start).eval())
-    x = torch.randint(5, 100, (2, min(16, context - 1)), dtype=torch.long)
-    m = torch.ones_like(x)
-    m[1, :3] = 0
+    cfg = scorer.lm.config
+    n_past = 3
+    x = torch.randint(5, 100, (2, min(16, context - 1 - n_past)), dtype=torch.long)
+    m = torch.ones(2, n_past + x.shape[1], dtype=torch.long)
+    m[1, :5] = 0
+    hd = int(cfg.n_embd) // int(cfg.n_head)
+    past = torch.randn(int(cfg.n_layer), 2, 2, int(cfg.n_head), n_past, hd)
     slots = torch.zeros(4)
     with torch.no_grad():
         torch.onnx.export(
             last,
-            (x, m, slots),
+            (x, m, past, slots),
             str(path),
-            input_names=["input_ids", "attention_mask", "next_slots"],
-            output_names=["p_eot", "p_eot_next"],
+            input_names=["input_ids", "attention_mask", "past", "next_slots"],
+            output_names=["p_eot", "p_eot_next", "present"],
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "time"},
-                "attention_mask": {0: "batch", 1: "time"},
+                "attention_mask": {0: "batch", 1: "total"},
+                "past": {2: "batch", 4: "past_time"},
                 "next_slots": {0: "candidates"},
                 "p_eot": {0: "batch"},
                 "p_eot_next": {0: "batch"},
+                "present": {2: "batch", 4: "total"},
             },
             opset_version=17,
             dynamo=False,
@@ -96,11 +105,15 @@ class _Export(torch.nn.Module):
         self.scorer = scorer
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, next_slots: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        p, p_next = self.scorer.score(input_ids, attention_mask, next_slots)
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        past: torch.Tensor,
+        next_slots: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        p, p_next, present = self.scorer.score(input_ids, attention_mask, next_slots, past)
         assert p_next is not None
-        return p, p_next
+        return p, p_next, present
 
 
 def gate_next_words(path: Path) -> int:
@@ -232,8 +245,16 @@ def _ort_scores(
             x[r, width - len(c) :] = c
             m[r, width - len(c) :] = 1
         feed = {"input_ids": x, "attention_mask": m, "next_slots": slots}
+        feed["past"] = empty_past(sess, len(chunk))
         out[s : s + len(chunk)] = sess.run([output], feed)[0]
     return out
+
+
+def empty_past(session: Any, batch: int) -> np.ndarray:
+    """The ``past`` input of a fresh context (no earlier tokens) for an exported session."""
+    (shape,) = [i.shape for i in session.get_inputs() if i.name == "past"]
+    layers, two, _, heads, _, head_dim = shape
+    return np.zeros((layers, two, batch, heads, 0, head_dim), dtype=np.float32)
 
 
 def write_assets(
@@ -267,12 +288,15 @@ def export_and_validate(
     install: bool = False,
     val_points: int = 4000,
     read_tokens: int | None = None,
+    window_hop: int = 32,
 ) -> Path:
     """Export, quantise, check ONNX ≡ PyTorch, pick the threshold on Switchboard val, write
     the asset folder (and copy it into the package with ``install``).
 
-    ``read_tokens``: the context window the runtime reads by default (≤ the trained context;
-    a shorter window is faster); the threshold and validation metrics are computed with it.
+    ``read_tokens``: the most context tokens the runtime reads by default (< the trained
+    context; a shorter window is faster); ``window_hop``: the grid the window's start moves
+    on (:func:`caesura.eot._text.read_window`); the threshold and validation metrics are
+    computed with that window.
     """
     from caesura.train import data as tdata  # noqa: PLC0415
     from caesura.train import switchboard as sb  # noqa: PLC0415
@@ -284,7 +308,10 @@ def export_and_validate(
     eot_id = tok.token_to_id(EOT)
     pad_id = tok.token_to_id(PAD)
     scorer, mcfg, ckpt = load_checkpoint(checkpoint, eot_id)
-    read = mcfg.context if read_tokens is None else min(int(read_tokens), mcfg.context)
+    read = mcfg.context - 1 if read_tokens is None else min(int(read_tokens), mcfg.context - 1)
+    if window_hop < 1:
+        raise ValueError(f"window_hop must be ≥ 1, got {window_hop}")
+    window_hop = min(window_hop, max(1, read // 2))  # the runtime's bound too
     fp32 = out / "model_fp32.onnx"
     int8 = out / "model.onnx"
     word_start = word_start_mask(tok.get_vocab(), mcfg.vocab_size)
@@ -325,7 +352,7 @@ def export_and_validate(
     if data is not None and (data / "eot" / "switchboard" / "val.tsv.gz").is_file():
         convs = sb.load_conversations(data / "eot" / "switchboard" / "val.tsv.gz")
         ev = tdata.switchboard_eval(convs, max_points=val_points, seed=7)
-        ids = tdata.encode_contexts(tok, ev.contexts, read)
+        ids = tdata.encode_contexts(tok, ev.contexts, read, window_hop)
         s8 = _ort_scores(int8, ids, pad_id)
         threshold = threshold_at_tpr(ev.labels, s8, 0.9)
         metrics["sb_val_auc_int8"] = auc(ev.labels, s8)
@@ -338,6 +365,7 @@ def export_and_validate(
         "name": "caesura-eot-en-v1",
         "context": mcfg.context,
         "read_tokens": read,
+        "window_hop": window_hop,
         "eot_id": eot_id,
         "pad_id": pad_id,
         "languages": ["en"],

@@ -134,7 +134,8 @@ class LastPositionScorer(nn.Module):
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     ) -> torch.Tensor:
-        q, k, v = self._split(q), self._split(k), self._split(v)
+        """``q`` ``[B, Tq, H * hd]``; ``k``, ``v`` already split ``[B, H, Tk, hd]``."""
+        q = self._split(q)
         w = torch.matmul(q, k.transpose(-1, -2)) * self.scale + bias
         return self._merge(torch.matmul(torch.softmax(w, dim=-1), v))
 
@@ -146,31 +147,43 @@ class LastPositionScorer(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         next_slots: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(P(eot) [B], P(eot after the next word) [B] or None)``.
+        past: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(P(eot) [B], P(eot after the next word) [B] or None, present)``.
 
         With ``next_slots`` (any tensor whose length K is the number of candidates; K may be
         0), the second score marginalises over the K most likely next tokens that start a
         word: sum_w P(w | prefix) P(eot | prefix + w) / sum_w P(w | prefix). Each candidate
         is one extra position that attends to the prefix's keys and values (no re-run of
         the prefix), so K candidates cost about K positions of compute.
+
+        ``past`` ``[layers, 2, B, H, P, head_dim]``: the keys and values of P tokens that
+        precede ``input_ids`` (``present`` of an earlier call; P may be 0);
+        ``attention_mask`` then covers all P + T tokens. ``present`` is ``past`` extended by
+        the keys and values of ``input_ids``, so a dialogue that grows by a few words costs
+        those words' compute only.
         """
         tr = self.lm.transformer
         mask = attention_mask.to(torch.long)
         pos = (torch.cumsum(mask, dim=1) - 1).clamp(min=0)
-        h = tr.wte(input_ids) + tr.wpe(pos)
         t = input_ids.shape[1]
+        h = tr.wte(input_ids) + tr.wpe(pos[:, -t:])
+        total = mask.shape[1]
         neg = torch.finfo(h.dtype).min
-        keep = mask[:, None, None, :].to(torch.bool)  # [B, 1, 1, T] keys that are real tokens
-        causal = torch.ones(t, t, dtype=torch.bool, device=h.device).tril()[None, None]
-        full_bias = torch.where(causal & keep, 0.0, neg)  # [B, 1, T, T]
-        last_bias = torch.where(keep, 0.0, neg)  # [B, 1, 1, T]: the last query sees every key
+        keep = mask[:, None, None, :].to(torch.bool)  # [B, 1, 1, P+T] keys that are real tokens
+        causal = torch.ones(total, total, dtype=torch.bool, device=h.device).tril()[None, None]
+        full_bias = torch.where(causal[:, :, -t:, :] & keep, 0.0, neg)  # [B, 1, T, P+T]
+        last_bias = torch.where(keep, 0.0, neg)  # [B, 1, 1, P+T]: the last query sees every key
         blocks = list(tr.h)
         kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         for i, blk in enumerate(blocks):
             last = i == len(blocks) - 1
             a = blk.ln_1(h)
             q, k, v = _dense(blk.attn.c_attn, a).split(a.shape[-1], dim=2)
+            k, v = self._split(k), self._split(v)  # [B, H, T, hd]
+            if past is not None:
+                k = torch.cat([past[i, 0], k], dim=2)
+                v = torch.cat([past[i, 1], v], dim=2)
             kv.append((k, v))
             if last:
                 h = h[:, -1:, :]
@@ -178,10 +191,11 @@ class LastPositionScorer(nn.Module):
             o = self._attend(q, k, v, last_bias if last else full_bias)
             h = h + _dense(blk.attn.c_proj, o)
             h = h + _dense(blk.mlp.c_proj, blk.mlp.act(_dense(blk.mlp.c_fc, blk.ln_2(h))))
+        present = torch.stack([torch.stack(pair) for pair in kv])
         probs = torch.softmax(self.lm.lm_head(tr.ln_f(h[:, -1, :])).float(), dim=-1)
         p_eot = probs[:, self.eot_id]
         if next_slots is None:
-            return p_eot, None
+            return p_eot, None, present
         # candidates: the K likeliest next tokens that start a word (the prefix is complete)
         starts = self.word_start.to(probs.dtype)
         w, cand = torch.topk(probs * starts, next_slots.shape[0], dim=-1)  # [B, K]
@@ -195,7 +209,7 @@ class LastPositionScorer(nn.Module):
             e = e + _dense(blk.mlp.c_proj, blk.mlp.act(_dense(blk.mlp.c_fc, blk.ln_2(e))))
         p_next = torch.softmax(self.lm.lm_head(tr.ln_f(e)).float(), dim=-1)[..., self.eot_id]
         marg = (w * p_next).sum(dim=-1) / w.sum(dim=-1).clamp(min=1e-12)
-        return p_eot, marg
+        return p_eot, marg, present
 
     def _attend_next(
         self,
@@ -208,7 +222,7 @@ class LastPositionScorer(nn.Module):
         (``bias`` masks padding) and its own key, not the other candidates'."""
         q = self._split(q)  # [B, H, K, hd]
         kn, vn = self._split(new[0]), self._split(new[1])
-        k, v = self._split(prefix[0]), self._split(prefix[1])  # [B, H, T, hd]
+        k, v = prefix  # [B, H, T, hd]
         w_prefix = torch.matmul(q, k.transpose(-1, -2)) * self.scale + bias  # [B, H, K, T]
         w_self = (q * kn).sum(dim=-1, keepdim=True) * self.scale  # [B, H, K, 1]
         att = torch.softmax(torch.cat([w_prefix, w_self], dim=-1), dim=-1)

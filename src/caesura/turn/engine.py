@@ -42,6 +42,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from caesura.eot.model import EndOfTurnModel
 from caesura.errors import InvalidAudioError, InvalidOptionError, ModelError
 from caesura.turn.events import (
     Backchannel,
@@ -139,7 +140,9 @@ class TurnEngine:
     Args:
         options: :class:`~caesura.turn.TurnOptions` (defaults when ``None``).
         scorer: P(end | words): a callable ``scorer(turns) -> float`` or an object with
-            ``predict(turns)`` (e.g. ``caesura.eot.EndOfTurnModel.load()``); ``None`` for
+            ``predict(turns)`` (e.g. ``caesura.eot.EndOfTurnModel.load()``, which the
+            engine scores through its own :meth:`~caesura.eot.EndOfTurnModel.stream`: each
+            call computes only the words that are new); ``None`` for
             silence-only endpointing (``fallback_delay_ms``). If it raises (any
             ``Exception``) or returns something other than a number in [0, 1], the engine
             logs it, emits :class:`~caesura.turn.events.ScorerFailed` once for those words
@@ -1081,6 +1084,9 @@ def _scorer_functions(
     the last is ``None`` unless the scorer says ``supports_pending_words``."""
     if scorer is None:
         return None, None, None
+    if isinstance(scorer, EndOfTurnModel):
+        # one conversation per engine: its own stream computes only the words that are new
+        scorer = scorer.stream()
     supports = getattr(scorer, "supports_language", None)
     supports_fn = supports if callable(supports) else None
     predict = getattr(scorer, "predict", None)
