@@ -95,16 +95,40 @@ def _full_window(model) -> list[dict[str, str]]:
             return turns
 
 
+#: A booking call, turn by turn (agent, user, agent, ...): texts of different lengths, so the
+#: read window's start moves on as it would in a real conversation.
+CONVERSATION = [
+    "Hello, thanks for calling Harbour Kitchen. How can I help you today?",
+    "hi yes i would like to book a table for tomorrow evening if you have anything",
+    AGENT_SAYS,
+    USER_TEXT,
+    "We do have a children's menu. So that is four people at seven fifteen by the window. "
+    "Could I have a name for the booking?",
+    "sure it is under martinez m a r t i n e z",
+    "Thank you, Ms Martinez. Would you like us to send a confirmation by text message to the "
+    "number you are calling from?",
+    "yes please that would be great and um actually could you also tell me if there is "
+    "parking nearby because last time we had to walk quite far",
+    "There is a public car park two minutes away on Quay Street; it is free after six.",
+    "oh perfect thank you so much that is all i needed see you tomorrow then",
+]
+
+
 def _growing_dialogue(calls: int) -> list[list[dict[str, str]]]:
     """What a voice agent asks during a conversation: the user's turn one more word at a
-    time (a call per word), then the agent's reply and the next user turn."""
+    time (a call per word), then the agent's reply and the next user turn; the conversation
+    starts over when it runs out."""
     out: list[list[dict[str, str]]] = []
-    history: list[dict[str, str]] = []
     while len(out) < calls:
-        history.append({"role": "assistant", "content": AGENT_SAYS})
-        for n in range(1, 21):
-            out.append([*history, {"role": "user", "content": " ".join(USER_SAYS[:n])}])
-        history.append({"role": "user", "content": " ".join(USER_SAYS[:20])})
+        history: list[dict[str, str]] = []
+        for i, text in enumerate(CONVERSATION):
+            if i % 2 == 0:
+                history.append({"role": "assistant", "content": text})
+                continue
+            words = text.split(" ")
+            for n in range(1, len(words) + 1):
+                out.append([*history, {"role": "user", "content": " ".join(words[:n])}])
+            history.append({"role": "user", "content": text})
     return out[:calls]
 
 

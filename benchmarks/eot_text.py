@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     lines = [
         f"model {model.config.get('name')} ({args.model_path or 'bundled'}), "
-        f"shipped threshold {thr:.4f}, context {model.max_tokens} tokens"
+        f"shipped threshold {thr:.4f}, context ≤ {model.max_tokens} tokens"
+        + (f" (window start on a {model.window_hop}-token grid)" if model.window_hop > 1 else "")
     ]
     lines.append(
         f"Switchboard {args.split}: {len(convs)} conversations, {n_all} decision points"

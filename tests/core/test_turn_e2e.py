@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from caesura.audio import read_audio, resample
-from caesura.eot import EndOfTurnModel
+from caesura.eot import EndOfTurnModel, EotStream
 from caesura.errors import InvalidOptionError, ModelError
 from caesura.turn import (
     EndOfTurn,
@@ -199,3 +199,38 @@ def test_words_recognised_before_the_speech_ends_are_scored_as_pending(vad, fixt
     assert late.words_probability == pytest.approx(model.predict(chat))
     # "... a table for" + one more word is far likelier to be done than "... a table for"
     assert early.delay_ms < late.delay_ms
+
+
+def test_engine_scores_its_conversation_through_one_stream(monkeypatch):
+    """An engine given the model scores through a stream of its own: across the pauses of a
+    growing turn only the new words are computed, and the scores are the model's."""
+    try:
+        model = EndOfTurnModel.load()
+    except ModelError as exc:  # the model assets are not installed in this checkout
+        pytest.skip(f"no bundled end-of-turn model: {exc}")
+    calls = []
+    original = EotStream.predict
+
+    def spy(self, turns, **kwargs):
+        p = original(self, turns, **kwargs)
+        calls.append((self, self.computed_tokens, self.cached_tokens, p, list(turns), kwargs))
+        return p
+
+    monkeypatch.setattr(EotStream, "predict", spy)
+    engines = [TurnEngine(TurnOptions(max_delay_ms=3000), scorer=model) for _ in range(2)]
+    for eng in engines:
+        eng.add_agent_message(
+            "Sure, I can help with that. We have tables at six thirty, seven fifteen and eight "
+            "tomorrow evening. Which would you like, and how many people will there be?"
+        )
+    for piece in ["i think", "seven fifteen would be", "good and we are", "four of us and"]:
+        for eng in engines:
+            eng.push_transcript(piece, final=True, language="en")
+            eng.advance_ms(350)
+    streams = {id(c[0]) for c in calls}
+    assert len(streams) == 2  # one stream per engine
+    assert all(c[0].model is model for c in calls)
+    assert len(calls) >= 8
+    assert any(computed < window for _, computed, window, *_ in calls)
+    for _, _, _, p, turns, kwargs in calls:
+        assert p == pytest.approx(model.predict(turns, **kwargs), abs=0.05)

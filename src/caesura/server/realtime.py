@@ -298,7 +298,7 @@ class RealtimeSession:
             self._eot_wanted = False
             turns = list(self._dialogue.turns)
             try:
-                p, dt = await self.state.turn.predict(turns)
+                p, dt = await self.state.turn.predict(turns, owner=self)
             except TurnUnavailableError as exc:
                 self.error("turn_unavailable", str(exc))
                 return

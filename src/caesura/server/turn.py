@@ -13,6 +13,7 @@ import importlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -84,6 +85,8 @@ class TurnPredictor:
         self._error: str | None = None
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caesura-eot")
+        # a stream of the model per conversation (``owner``), touched on the worker thread only
+        self._streams: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def _load(self) -> Any:
         with self._lock:
@@ -114,9 +117,15 @@ class TurnPredictor:
         return self._model is not None
 
     def _predict_sync(
-        self, turns: Sequence[tuple[str, str]], words_pending: bool = False
+        self, turns: Sequence[tuple[str, str]], words_pending: bool = False, owner: Any = None
     ) -> tuple[float, float]:
         model = self._load()
+        if owner is not None and callable(getattr(model, "stream", None)):
+            # the conversation's own stream: only the words added since its last call run
+            stream = self._streams.get(owner)
+            if stream is None:
+                stream = self._streams[owner] = model.stream()
+            model = stream
         t0 = time.perf_counter()
         chat = [{"role": r, "content": t} for r, t in turns]
         try:
@@ -132,12 +141,17 @@ class TurnPredictor:
         return p, time.perf_counter() - t0
 
     async def predict(
-        self, turns: Sequence[tuple[str, str]], *, words_pending: bool = False
+        self, turns: Sequence[tuple[str, str]], *, words_pending: bool = False, owner: Any = None
     ) -> tuple[float, float]:
         """(probability, seconds) for already normalised turns; ``words_pending``: P(end after
-        one more word) (see :meth:`caesura.eot.EndOfTurnModel.predict`)."""
+        one more word) (see :meth:`caesura.eot.EndOfTurnModel.predict`). ``owner``: the
+        conversation the turns belong to (any weak-referenceable object, e.g. a WebSocket
+        session): its predictions run through one :meth:`caesura.eot.EndOfTurnModel.stream`,
+        which computes only the words added since the last one."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._predict_sync, turns, words_pending)
+        return await loop.run_in_executor(
+            self._executor, self._predict_sync, turns, words_pending, owner
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
