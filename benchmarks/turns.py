@@ -24,8 +24,10 @@ same harness. Families:
   one is installed (or ``--scorer none`` to skip it).
 
 The fusion's logit scale is chosen on Switchboard *val* (``--calibrate-conversations``), and so
-is the operating point the engine ships (:class:`caesura.TurnOptions` defaults: the val
-policy at the 10% cut-off budget, lag 0.3 s); that fixed policy is also scored on test.
+is the threshold the engine ships (:class:`caesura.TurnOptions` defaults: the lowest that keeps
+val cut-offs within 10% at lag 0.3 s with the engine's 300-3300 ms delay bounds); that fixed
+policy is also scored on test. The best val policy at that budget over the swept delays is
+printed too.
 
 Model scores are computed once per distinct visible context (a pause has one or two across
 all queries and lags) and batched through ``predict_many``; ``--cache FILE`` keeps them across
@@ -278,12 +280,16 @@ SCALES = (0.4, 0.5, 0.6, 0.75, 0.9, 1.0)
 METRICS = ("cut@300ms", "cut@600ms", "lat@5%", "lat@10%")
 
 
-def calibrate(data: Path, n_convs: int, seed: int, model, cache: dict) -> tuple[float, tuple]:
+def calibrate(
+    data: Path, n_convs: int, seed: int, model, cache: dict
+) -> tuple[float, tuple, float]:
     """The fusion's logit scale and the engine's operating point, chosen on Switchboard *val*
     (lag 0.3 s): the scale with the best mean relative gain over silence-only across the four
-    budgets, and that scale's (threshold, action delay, timeout) at the 10% cut-off budget
-    (what :class:`caesura.TurnOptions` ships as ``end_threshold`` / ``min_delay_ms`` /
-    ``max_delay_ms``)."""
+    budgets; that scale's best (threshold, action delay, timeout) at the 10% cut-off budget;
+    and the lowest threshold that keeps cut-offs within 10% at the engine's own delay bounds
+    (:class:`caesura.TurnOptions` ``min_delay_ms`` / ``max_delay_ms``, product choices: a
+    300 ms floor and a 3.3 s cap), which is what ``TurnOptions`` ships as ``end_threshold``
+    with that ``logit_scale``."""
     _, points = load_points(data, "val", n_convs, seed)
     is_end = np.asarray([p.label == "END" for _, p in points])
     dur = np.asarray([p.duration for _, p in points])
@@ -297,7 +303,17 @@ def calibrate(data: Path, n_convs: int, seed: int, model, cache: dict) -> tuple[
         log.info("  calibration on val: logit scale %.2f -> mean gain %.1f%%", scale, gain * 100)
         if gain > best_gain:
             best, best_gain, best_op = scale, gain, tuple(r["lat@10%"][1][2:])
-    return best, best_op
+    opts = TurnOptions()
+    scores = fused(pm, best)
+    engine_thr = 1.0
+    for thr in np.round(np.arange(0.990, 0.0, -0.005), 3):  # falling: cut-offs only grow
+        _, cut = fixed_policy(
+            scores, is_end, dur, thr, opts.min_delay_ms / 1000.0, opts.max_delay_ms / 1000.0
+        )
+        if cut > 0.10:
+            break
+        engine_thr = float(thr)
+    return best, best_op, engine_thr
 
 
 def fixed_policy(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, thr, delay, timeout):
@@ -389,12 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     scale = 1.0
     if model is not None:
         if args.logit_scale == "calibrate":
-            scale, val_op = calibrate(
+            scale, val_op, engine_thr = calibrate(
                 args.data, args.calibrate_conversations, args.seed, model, cache
             )
             results["val_operating_point"] = dict(
                 zip(("threshold", "delay", "timeout"), val_op, strict=True)
             )
+            results["val_engine_threshold"] = engine_thr
         else:
             scale = float(args.logit_scale)
         log.info("fusion logit scale: %.2f", scale)
@@ -478,6 +495,11 @@ def print_table(results: dict) -> None:
         print(
             f"val operating point at 10% cut-offs (lag 0.3 s): threshold {op['threshold']:.3f}, "
             f"action delay {op['delay']:.1f} s, timeout {op['timeout']:.1f} s"
+        )
+    if "val_engine_threshold" in results:
+        print(
+            "val threshold for <= 10% cut-offs (lag 0.3 s) at the engine's delay bounds: "
+            f"{results['val_engine_threshold']:.3f}"
         )
     engine = dict(results["engine_defaults"])
     opts = engine.pop("options")
