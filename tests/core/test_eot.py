@@ -402,6 +402,78 @@ def test_stream_rejects_bad_input_and_keeps_its_cache(model: EndOfTurnModel) -> 
     assert stream.model is model
 
 
+def test_stream_pool_finds_each_conversation_again(model: EndOfTurnModel) -> None:
+    """Calls that do not say which conversation they belong to, interleaved: each runs on the
+    stream that holds its conversation's start, so only its new words are computed."""
+    pool = model.stream_pool(size=3)
+    talks = [
+        [a("Where to?"), u("to the airport please and")],
+        [a("How many people?"), u("there will be four of us and maybe")],
+        [a("Which day suits you best for the delivery?"), u("monday or tuesday would")],
+    ]
+    extra = ["one", "more", "word", "each", "time"]
+    for round_ in range(len(extra) + 1):
+        for talk in talks:
+            chat = [talk[0], u(" ".join([talk[1]["content"], *extra[:round_]]))]
+            before = pool.stats
+            p = pool.predict(chat)
+            after = pool.stats
+            assert p == pytest.approx(model.predict(chat), abs=0.05)
+            computed = after["computed_tokens"] - before["computed_tokens"]
+            window = after["window_tokens"] - before["window_tokens"]
+            assert window == len(model.encode(chat))
+            if round_ == 0:
+                assert computed == window  # a new conversation: computed in full
+            else:
+                assert computed <= 3  # its stream found it again: one word's tokens
+    assert pool.stats["streams"] == 3
+    assert pool.stats["calls"] == 3 * (len(extra) + 1)
+    # a fourth conversation takes the least recently used stream (size 3)
+    pool.predict([u("what time is it")])
+    assert pool.stats["streams"] == 3
+    # every stream busy: the call is scored cold, not queued
+    with pool._lock:
+        busy = list(pool._idle)
+        pool._idle.clear()
+    before = pool.stats
+    chat = [u("what time is it now")]
+    assert pool.predict(chat) == pytest.approx(model.predict(chat), abs=1e-6)
+    assert pool.stats["computed_tokens"] - before["computed_tokens"] == len(model.encode(chat))
+    with pool._lock:
+        pool._idle.extend(busy)
+    with pytest.raises(InvalidOptionError):
+        model.stream_pool(size=0)
+    with pytest.raises(InvalidOptionError):
+        pool.predict([u("")])
+    with pytest.raises(UnsupportedLanguageError):
+        pool.predict([u("hallo")], language="de")
+
+
+def test_stream_pool_in_parallel_threads(model: EndOfTurnModel) -> None:
+    pool = model.stream_pool(size=2)
+    dialogues = [[a("Where to?"), u(f"to gate {i} please")] for i in range(6)]
+    expected = [model.predict(d) for d in dialogues]
+    results: dict[int, list[float]] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            results[k] = [pool.predict(d) for d in dialogues]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got in results.values():
+        assert got == pytest.approx(expected, abs=0.05)
+    assert pool.stats["calls"] == 24
+    assert pool.stats["streams"] <= 2
+
+
 def test_streams_in_parallel_threads(model: EndOfTurnModel) -> None:
     """One stream per conversation, all sharing the model's session."""
     dialogues = [

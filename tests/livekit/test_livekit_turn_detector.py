@@ -11,7 +11,7 @@ import pytest
 from livekit.agents import llm
 from lk_harness import LanguageCode, eot_model_or_skip
 
-from caesura.eot import EotStream
+from caesura.eot import EotStreamPool
 from livekit.plugins import caesura
 from livekit.plugins.caesura.turn_detector import chat_ctx_turns
 
@@ -137,16 +137,38 @@ def test_timeout(detector):
 
 
 def test_prediction_runs_off_the_event_loop(detector, monkeypatch):
-    # the detector scores through its own stream of the core model (one per session)
+    # the detector scores through a stream pool of the core model (shared by its sessions)
     threads: set[str] = set()
-    original = EotStream.predict
+    original = EotStreamPool.predict
 
     def spy(self, turns, **kwargs):
         assert self.model is detector.core_model
         threads.add(threading.current_thread().name)
         return original(self, turns, **kwargs)
 
-    monkeypatch.setattr(EotStream, "predict", spy)
+    monkeypatch.setattr(EotStreamPool, "predict", spy)
     asyncio.run(detector.predict_end_of_turn(ctx(("user", COMPLETE))))
     assert len(threads) == 1
     assert next(iter(threads)).startswith("caesura-eot")
+
+
+def test_sessions_sharing_a_detector_compute_only_their_new_words():
+    """One detector (made in prewarm) serves every session of a worker: interleaved
+    predictions of two conversations each find their own cached start again."""
+    model = eot_model_or_skip()
+    det = caesura.TurnDetector(model=model)
+    sessions = [
+        [("assistant", "Welcome to Harbour Kitchen, how can I help you today?")],
+        [("assistant", "Thanks for calling the airport taxi line. Where are you headed?")],
+    ]
+    words = ["I", "would", "like", "to", "book", "a", "table", "for", "two"]
+    computed = []
+    for n in range(1, len(words) + 1):
+        for history in sessions:
+            before = det._streams.stats
+            p = asyncio.run(det.predict_end_of_turn(ctx(*history, ("user", " ".join(words[:n])))))
+            assert 0.0 <= p <= 1.0
+            after = det._streams.stats
+            computed.append(after["computed_tokens"] - before["computed_tokens"])
+    assert det._streams.stats["streams"] == 2
+    assert max(computed[2:]) <= 3  # after each session's first call: its new word only

@@ -34,8 +34,10 @@ def test_each_conversation_scores_through_its_own_stream() -> None:
             out.append(p)
             q, _ = await predictor.predict(turns, owner=second)
             assert q == pytest.approx(p, abs=1e-6)  # same calls, same computations
-            cold, _ = await predictor.predict(turns)  # no owner: the model itself
-            assert p == pytest.approx(cold, abs=0.05)
+            pooled, _ = await predictor.predict(turns)  # no owner (HTTP): the stream pool
+            assert p == pytest.approx(pooled, abs=0.05)
+            chat = [{"role": r, "content": t} for r, t in turns]
+            assert p == pytest.approx(model.predict(chat), abs=0.05)
         return out
 
     scores = asyncio.run(run(first, second))
@@ -44,6 +46,9 @@ def test_each_conversation_scores_through_its_own_stream() -> None:
     assert set(streams) == {first, second}
     assert streams[first] is not streams[second]
     assert streams[first].computed_tokens < streams[first].cached_tokens  # words added only
+    pool = predictor._pool.stats
+    assert pool["calls"] == 3
+    assert pool["computed_tokens"] < pool["window_tokens"]
     del first, streams
     gc.collect()
     assert set(predictor._streams) == {second}  # a finished conversation frees its stream

@@ -6,9 +6,18 @@ from caesura.eot.model import (
     EndOfTurnModel,
     EotOptions,
     EotStream,
+    EotStreamPool,
     Turn,
     TurnLike,
     normalize_language,
 )
 
-__all__ = ["EndOfTurnModel", "EotOptions", "EotStream", "Turn", "TurnLike", "normalize_language"]
+__all__ = [
+    "EndOfTurnModel",
+    "EotOptions",
+    "EotStream",
+    "EotStreamPool",
+    "Turn",
+    "TurnLike",
+    "normalize_language",
+]

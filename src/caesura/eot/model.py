@@ -38,6 +38,7 @@ __all__ = [
     "EndOfTurnModel",
     "EotOptions",
     "EotStream",
+    "EotStreamPool",
     "Turn",
     "TurnLike",
     "normalize_language",
@@ -408,6 +409,12 @@ class EndOfTurnModel:
         Streams are cheap; the model's session is shared. See :class:`EotStream`."""
         return EotStream(self)
 
+    def stream_pool(self, size: int = 8) -> EotStreamPool:
+        """Up to ``size`` streams for calls that do not say which conversation they belong to:
+        each call runs on the stream that already holds the longest start of its dialogue
+        (see :class:`EotStreamPool`). Use :meth:`stream` when you know the conversation."""
+        return EotStreamPool(self, size)
+
     def predict(
         self,
         turns: Sequence[TurnLike],
@@ -539,23 +546,130 @@ class EotStream:
         model._check_pending(words_pending)
         with self._lock:
             ids = model._encode_memo(turns, self._memo)
-            if model._past_shape is None:  # exported without keys/values in and out
-                self._computed = len(ids)
-                return float(model._run([ids], words_pending=words_pending)[0])
+            return self._run_ids(ids, words_pending)
+
+    def _shared_start(self, ids: list[int]) -> int:
+        """How many of ``ids``' first tokens the cached window holds."""
+        n = 0
+        for a, b in zip(self._ids, ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def _run_ids(self, ids: list[int], words_pending: bool) -> float:
+        """Score a window, reusing the cached start; the caller holds ``self._lock``."""
+        model = self._model
+        if model._past_shape is None:  # exported without keys/values in and out
+            self._computed = len(ids)
+            return float(model._run([ids], words_pending=words_pending)[0])
+        # at least one token runs: its output is the score
+        reuse = min(self._shared_start(ids), len(ids) - 1)
+        if reuse > 0 and self._present is not None:
+            past = self._present[:, :, :, :, :reuse, :]
+        else:
+            past = np.zeros(model._past_shape, dtype=np.float32)
             reuse = 0
-            for a, b in zip(self._ids, ids, strict=False):
-                if a != b:
-                    break
-                reuse += 1
-            reuse = min(reuse, len(ids) - 1)  # at least one token runs: its output is read
-            if reuse > 0 and self._present is not None:
-                past = self._present[:, :, :, :, :reuse, :]
-            else:
-                past = np.zeros(model._past_shape, dtype=np.float32)
-                reuse = 0
-            x = np.asarray([ids[reuse:]], dtype=np.int64)
-            mask = np.ones((1, len(ids)), dtype=np.int64)
-            self._ids, self._present = [], None  # a failed call leaves nothing stale
-            p, present = model._session_run(x, mask, past, words_pending, want_present=True)
-            self._ids, self._present, self._computed = ids, present, len(ids) - reuse
+        x = np.asarray([ids[reuse:]], dtype=np.int64)
+        mask = np.ones((1, len(ids)), dtype=np.int64)
+        self._ids, self._present = [], None  # a failed call leaves nothing stale
+        p, present = model._session_run(x, mask, past, words_pending, want_present=True)
+        self._ids, self._present, self._computed = ids, present, len(ids) - reuse
         return float(p[0])
+
+
+class EotStreamPool:
+    """Streams for callers that do not say which conversation a call belongs to — a LiveKit
+    turn detector shared by every session of a worker, an HTTP endpoint.
+
+    Each call runs on the idle stream whose cached window shares the longest start with its
+    own (at least 16 tokens, or half the window; else a new stream or the least recently used
+    one), so a conversation that asks again finds its keys
+    and values even when other conversations asked in between. Up to ``size`` streams
+    (~0.4 MB each for the bundled model); concurrent calls run on different streams.
+    Thread-safe; scores as :meth:`EndOfTurnModel.predict` (see :class:`EotStream`).
+    """
+
+    def __init__(self, model: EndOfTurnModel, size: int = 8) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidOptionError(f"size must be a positive int, got {size!r}")
+        self._model = model
+        self._size = size
+        self._lock = threading.Lock()
+        self._idle: list[EotStream] = []  # least recently used first
+        self._streams = 0
+        self._calls = 0
+        self._computed = 0
+        self._window = 0
+
+    @property
+    def model(self) -> EndOfTurnModel:
+        return self._model
+
+    @property
+    def supports_pending_words(self) -> bool:
+        return self._model.supports_pending_words
+
+    def supports_language(self, language: str | None) -> bool:
+        return self._model.supports_language(language)
+
+    def unlikely_threshold(self, language: str | None = None) -> float | None:
+        return self._model.unlikely_threshold(language)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters since creation: ``calls``, ``streams`` (created), ``window_tokens`` (read)
+        and ``computed_tokens`` (run through the model; the rest came from the caches)."""
+        with self._lock:
+            return {
+                "calls": self._calls,
+                "streams": self._streams,
+                "window_tokens": self._window,
+                "computed_tokens": self._computed,
+            }
+
+    def predict(
+        self,
+        turns: Sequence[TurnLike],
+        *,
+        language: str | None = None,
+        words_pending: bool = False,
+    ) -> float:
+        """Same arguments, errors and meaning as :meth:`EndOfTurnModel.predict`."""
+        model = self._model
+        model._check_language(language)
+        model._check_pending(words_pending)
+        ids = model.encode(turns)
+        with self._lock:
+            stream = max(
+                reversed(self._idle),  # ties: the most recently used... of equal starts
+                key=lambda s: s._shared_start(ids),
+                default=None,
+            )
+            if stream is not None and stream._shared_start(ids) < min(16, len(ids) // 2):
+                # nothing worth keeping shared (a role marker or two are, by chance): leave
+                # that conversation's cache alone; a fresh stream, or the least recently used
+                stream = None
+            if stream is None and self._streams < self._size:
+                stream = EotStream(model)
+                self._streams += 1
+            elif stream is None and self._idle:
+                stream = self._idle[0]
+            if stream is not None and stream in self._idle:
+                self._idle.remove(stream)
+        if stream is None:  # every stream is busy: score this call cold
+            p = float(model._run([ids], words_pending=words_pending)[0])
+            computed = len(ids)
+        else:
+            try:
+                with stream._lock:
+                    p = stream._run_ids(ids, words_pending)
+                    computed = stream._computed
+            finally:
+                with self._lock:
+                    self._idle.append(stream)
+        with self._lock:
+            self._calls += 1
+            self._computed += computed
+            self._window += len(ids)
+        return p

@@ -87,6 +87,7 @@ class TurnPredictor:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caesura-eot")
         # a stream of the model per conversation (``owner``), touched on the worker thread only
         self._streams: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._pool: Any = None
 
     def _load(self) -> Any:
         with self._lock:
@@ -120,12 +121,17 @@ class TurnPredictor:
         self, turns: Sequence[tuple[str, str]], words_pending: bool = False, owner: Any = None
     ) -> tuple[float, float]:
         model = self._load()
-        if owner is not None and callable(getattr(model, "stream", None)):
-            # the conversation's own stream: only the words added since its last call run
-            stream = self._streams.get(owner)
-            if stream is None:
-                stream = self._streams[owner] = model.stream()
-            model = stream
+        if callable(getattr(model, "stream", None)):
+            if owner is not None:
+                # the conversation's own stream: only the words added since its last call run
+                stream = self._streams.get(owner)
+                if stream is None:
+                    stream = self._streams[owner] = model.stream()
+                model = stream
+            else:  # unknown conversation: the pool's stream holding its longest start
+                if self._pool is None:
+                    self._pool = model.stream_pool()
+                model = self._pool
         t0 = time.perf_counter()
         chat = [{"role": r, "content": t} for r, t in turns]
         try:
@@ -147,7 +153,8 @@ class TurnPredictor:
         one more word) (see :meth:`caesura.eot.EndOfTurnModel.predict`). ``owner``: the
         conversation the turns belong to (any weak-referenceable object, e.g. a WebSocket
         session): its predictions run through one :meth:`caesura.eot.EndOfTurnModel.stream`,
-        which computes only the words added since the last one."""
+        which computes only the words added since the last one; without it (HTTP requests)
+        they run on a :meth:`~caesura.eot.EndOfTurnModel.stream_pool`."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor, self._predict_sync, turns, words_pending, owner

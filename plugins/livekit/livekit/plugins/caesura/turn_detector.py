@@ -116,9 +116,10 @@ class TurnDetector:
         if model is None:
             model = _default_model()
         self._model = model
-        # one detector per session: the stream recomputes only the words added since the
-        # last prediction (the rest of the window's keys and values are cached)
-        self._stream = model.stream()
+        # one detector usually serves every session of a worker (made in prewarm): each
+        # prediction runs on the stream that holds the longest start of its conversation, so
+        # only the words added since that conversation's last prediction are computed
+        self._streams = model.stream_pool()
         self._unlikely_threshold = unlikely_threshold
         self._max_turns = max_history_turns
         self._logged: set[tuple[str, str | None]] = set()
@@ -206,4 +207,4 @@ class TurnDetector:
         return p
 
     def _predict(self, turns: Sequence[tuple[str, str]]) -> float:
-        return float(self._stream.predict([Turn(role, text) for role, text in turns]))
+        return float(self._streams.predict([Turn(role, text) for role, text in turns]))
