@@ -85,7 +85,7 @@ USER_SAYS = USER_TEXT.split(" ")
 def _full_window(model) -> list[dict[str, str]]:
     """A dialogue whose read window is exactly ``model.max_tokens`` tokens long."""
     words: list[str] = []
-    while True:
+    while len(words) < 2000:
         words.append(USER_SAYS[len(words) % len(USER_SAYS)])
         turns = [
             {"role": "assistant", "content": AGENT_SAYS},
@@ -93,6 +93,7 @@ def _full_window(model) -> list[dict[str, str]]:
         ]
         if len(model.encode(turns)) == model.max_tokens:
             return turns
+    raise SystemExit(f"no dialogue fills the {model.max_tokens}-token window exactly")
 
 
 #: A booking call, turn by turn (agent, user, agent, ...): texts of different lengths, so the

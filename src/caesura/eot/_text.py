@@ -65,4 +65,5 @@ def read_window(ids: list[int], max_tokens: int, hop: int = 1) -> list[int]:
     over = len(ids) - max_tokens
     if over <= 0:
         return ids
-    return ids[-(-over // hop) * hop :]
+    start = -(-over // hop) * hop  # over rounded up to the grid
+    return ids[start:]

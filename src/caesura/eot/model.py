@@ -477,7 +477,29 @@ class EndOfTurnModel:
         return [float(v) for v in out]
 
 
-class EotStream:
+class _OnModel:
+    """What a stream or a pool answers on behalf of its model (the turn engine and the
+    adapters ask a scorer these)."""
+
+    _model: EndOfTurnModel
+
+    @property
+    def model(self) -> EndOfTurnModel:
+        """The :class:`EndOfTurnModel` this scores with."""
+        return self._model
+
+    @property
+    def supports_pending_words(self) -> bool:
+        return self._model.supports_pending_words
+
+    def supports_language(self, language: str | None) -> bool:
+        return self._model.supports_language(language)
+
+    def unlikely_threshold(self, language: str | None = None) -> float | None:
+        return self._model.unlikely_threshold(language)
+
+
+class EotStream(_OnModel):
     """:meth:`EndOfTurnModel.predict` for one growing dialogue, computing only what is new.
 
     >>> stream = EndOfTurnModel.load().stream()  # one per conversation
@@ -501,20 +523,6 @@ class EotStream:
         self._present: npt.NDArray[np.float32] | None = None
         self._computed = 0
         self._memo: dict[tuple[str, str, bool], list[int]] = {}  # the last dialogue's turns
-
-    @property
-    def model(self) -> EndOfTurnModel:
-        return self._model
-
-    @property
-    def supports_pending_words(self) -> bool:
-        return self._model.supports_pending_words
-
-    def supports_language(self, language: str | None) -> bool:
-        return self._model.supports_language(language)
-
-    def unlikely_threshold(self, language: str | None = None) -> float | None:
-        return self._model.unlikely_threshold(language)
 
     def reset(self) -> None:
         """Forget the cached window (the next call computes its window in full)."""
@@ -578,7 +586,7 @@ class EotStream:
         return float(p[0])
 
 
-class EotStreamPool:
+class EotStreamPool(_OnModel):
     """Streams for callers that do not say which conversation a call belongs to — a LiveKit
     turn detector shared by every session of a worker, an HTTP endpoint.
 
@@ -601,20 +609,6 @@ class EotStreamPool:
         self._calls = 0
         self._computed = 0
         self._window = 0
-
-    @property
-    def model(self) -> EndOfTurnModel:
-        return self._model
-
-    @property
-    def supports_pending_words(self) -> bool:
-        return self._model.supports_pending_words
-
-    def supports_language(self, language: str | None) -> bool:
-        return self._model.supports_language(language)
-
-    def unlikely_threshold(self, language: str | None = None) -> float | None:
-        return self._model.unlikely_threshold(language)
 
     @property
     def stats(self) -> dict[str, int]:

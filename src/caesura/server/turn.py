@@ -121,17 +121,17 @@ class TurnPredictor:
         self, turns: Sequence[tuple[str, str]], words_pending: bool = False, owner: Any = None
     ) -> tuple[float, float]:
         model = self._load()
-        if callable(getattr(model, "stream", None)):
-            if owner is not None:
-                # the conversation's own stream: only the words added since its last call run
-                stream = self._streams.get(owner)
-                if stream is None:
-                    stream = self._streams[owner] = model.stream()
-                model = stream
-            else:  # unknown conversation: the pool's stream holding its longest start
-                if self._pool is None:
-                    self._pool = model.stream_pool()
-                model = self._pool
+        if owner is not None and callable(getattr(model, "stream", None)):
+            # the conversation's own stream: only the words added since its last call run
+            stream = self._streams.get(owner)
+            if stream is None:
+                stream = self._streams[owner] = model.stream()
+            model = stream
+        elif owner is None and callable(getattr(model, "stream_pool", None)):
+            # unknown conversation: the pool's stream that holds its longest start
+            if self._pool is None:
+                self._pool = model.stream_pool()
+            model = self._pool
         t0 = time.perf_counter()
         chat = [{"role": r, "content": t} for r, t in turns]
         try:
