@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -271,25 +272,32 @@ def test_missing_folder_and_files(tmp_path: Path) -> None:
     assert issubclass(ModelIntegrityError, CaesuraError)
 
 
-def test_thread_safe(model: EndOfTurnModel) -> None:
-    dialogues = [[a("Where to?"), u(f"to gate {i} please")] for i in range(8)]
-    expected = [model.predict(d) for d in dialogues]
-    results: dict[int, list[float]] = {}
+def _in_threads(n: int, work: Callable[[], list[float]]) -> list[list[float]]:
+    """``work()`` in ``n`` threads at once; their results (any exception is re-raised)."""
+    results: list[list[float]] = []
     errors: list[BaseException] = []
 
-    def work(k: int) -> None:
+    def run() -> None:
         try:
-            results[k] = [model.predict(d) for d in dialogues for _ in range(3)][::3]
+            results.append(work())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    threads = [threading.Thread(target=run) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors
-    for got in results.values():
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_thread_safe(model: EndOfTurnModel) -> None:
+    dialogues = [[a("Where to?"), u(f"to gate {i} please")] for i in range(8)]
+    expected = [model.predict(d) for d in dialogues]
+    results = _in_threads(6, lambda: [model.predict(d) for d in dialogues for _ in range(3)][::3])
+    for got in results:
         assert got == expected
 
 
@@ -453,22 +461,8 @@ def test_stream_pool_in_parallel_threads(model: EndOfTurnModel) -> None:
     pool = model.stream_pool(size=2)
     dialogues = [[a("Where to?"), u(f"to gate {i} please")] for i in range(6)]
     expected = [model.predict(d) for d in dialogues]
-    results: dict[int, list[float]] = {}
-    errors: list[BaseException] = []
-
-    def work(k: int) -> None:
-        try:
-            results[k] = [pool.predict(d) for d in dialogues]
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for got in results.values():
+    results = _in_threads(4, lambda: [pool.predict(d) for d in dialogues])
+    for got in results:
         assert got == pytest.approx(expected, abs=0.05)
     assert pool.stats["calls"] == 24
     assert pool.stats["streams"] <= 2
@@ -482,24 +476,14 @@ def test_streams_in_parallel_threads(model: EndOfTurnModel) -> None:
         for n in (2, 3, 4)
     ]
     expected = [model.predict(d) for d in dialogues]
-    results: dict[int, list[float]] = {}
-    errors: list[BaseException] = []
 
-    def work(k: int) -> None:
-        try:
-            stream = model.stream()
-            results[k] = [stream.predict(d) for d in dialogues]
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def one_conversation() -> list[float]:
+        stream = model.stream()
+        return [stream.predict(d) for d in dialogues]
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = _in_threads(4, one_conversation)
     assert len(results) == 4
-    for got in results.values():
+    for got in results:
         assert got == pytest.approx(expected, abs=0.05)
 
 

@@ -14,13 +14,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("onnx")
 
+from transformers import GPT2LMHeadModel  # noqa: E402
+
 from caesura.eot import EndOfTurnModel  # noqa: E402
+from caesura.eot.model import empty_past  # noqa: E402
 from caesura.train import switchboard as sb  # noqa: E402
 from caesura.train.__main__ import main as train_main  # noqa: E402
 from caesura.train.data import encode_contexts  # noqa: E402
 from caesura.train.export import (  # noqa: E402
     _ort_scores,
-    empty_past,
     export_and_validate,
     load_checkpoint,
     pending_reference,
@@ -356,16 +358,23 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
     assert stream.cached_tokens == len(model.encode(chat))
 
 
-@pytest.mark.parametrize("k", [0, 1, 6])
-def test_next_word_marginal_equals_explicit_continuations(k: int) -> None:
-    """``LastPositionScorer.score`` with K candidates: sum_w P(w) P(eot | prefix + w) over the
-    K likeliest word-starting tokens, normalised; K = 0 leaves P(eot) itself unchanged."""
-    torch.manual_seed(k)
-    cfg = ModelConfig(vocab_size=120, context=24, d_model=32, layers=2, heads=4, ff=64)
+def _random_lm(cfg: ModelConfig, *, seed: int) -> GPT2LMHeadModel:
+    """A seeded GPT-2 with non-trivial weights (the fresh init is nearly uniform)."""
+    torch.manual_seed(seed)
     lm = build_model(cfg, attn="eager").eval()
     with torch.no_grad():
         for p in lm.parameters():
             p.add_(torch.randn_like(p) * 0.2)
+    return lm
+
+
+@pytest.mark.parametrize("k", [0, 1, 6])
+def test_next_word_marginal_equals_explicit_continuations(k: int) -> None:
+    """``LastPositionScorer.score`` with K candidates: sum_w P(w) P(eot | prefix + w) over the
+    K likeliest word-starting tokens, normalised; K = 0 leaves P(eot) itself unchanged."""
+    lm = _random_lm(
+        ModelConfig(vocab_size=120, context=24, d_model=32, layers=2, heads=4, ff=64), seed=k
+    )
     starts = torch.zeros(120, dtype=torch.bool)
     starts[10::3] = True  # some ids start words, the rest are continuations or special
     last = LastPositionScorer(lm, 4, starts).eval()
@@ -389,12 +398,9 @@ def test_next_word_marginal_equals_explicit_continuations(k: int) -> None:
 def test_scorer_with_past_keys_and_values_equals_one_pass(split: int) -> None:
     """``score(rest, past=present of the prefix)`` == ``score(prefix + rest)``: both scores,
     and ``present`` holds the whole context's keys and values (left padding allowed)."""
-    torch.manual_seed(split)
-    cfg = ModelConfig(vocab_size=120, context=24, d_model=32, layers=3, heads=4, ff=64)
-    lm = build_model(cfg, attn="eager").eval()
-    with torch.no_grad():
-        for p in lm.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
+    lm = _random_lm(
+        ModelConfig(vocab_size=120, context=24, d_model=32, layers=3, heads=4, ff=64), seed=split
+    )
     last = LastPositionScorer(lm, 4).eval()
     x = torch.randint(5, 120, (2, 12))
     m = torch.ones_like(x)
@@ -420,12 +426,10 @@ def test_scorer_with_past_keys_and_values_equals_one_pass(split: int) -> None:
 @pytest.mark.parametrize("layers", [1, 3])
 def test_last_position_scorer_equals_full_forward(layers: int) -> None:
     # The export graph computes the last block for the last position only: same P(eot).
-    torch.manual_seed(layers)
-    cfg = ModelConfig(vocab_size=200, context=40, d_model=48, layers=layers, heads=4, ff=96)
-    lm = build_model(cfg, attn="eager").eval()
-    with torch.no_grad():  # non-trivial weights: the fresh init is nearly uniform
-        for p in lm.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
+    lm = _random_lm(
+        ModelConfig(vocab_size=200, context=40, d_model=48, layers=layers, heads=4, ff=96),
+        seed=layers,
+    )
     full, last = EotScorer(lm, 4).eval(), LastPositionScorer(lm, 4).eval()
     x = torch.randint(5, 200, (4, 33))
     m = torch.ones_like(x)

@@ -104,6 +104,17 @@ def normalize_language(language: str | None) -> str | None:
     return tag.split("-", 1)[0]
 
 
+def empty_past(session: Any, batch: int = 1) -> npt.NDArray[np.float32] | None:
+    """The ``past`` input of a fresh context (keys and values of no earlier tokens) for an
+    exported end-of-turn graph's onnxruntime ``session``; ``None`` for a graph exported
+    without keys and values in and out."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    if "past" not in inputs or "present" not in {o.name for o in session.get_outputs()}:
+        return None
+    layers, two, _, heads, _, head_dim = inputs["past"]
+    return np.zeros((int(layers), int(two), batch, int(heads), 0, int(head_dim)), np.float32)
+
+
 def _read_bytes(path: Path | None, name: str) -> bytes:
     try:
         if path is None:
@@ -192,11 +203,8 @@ class EndOfTurnModel:
         inputs = {i.name for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
         self._has_slots = "next_slots" in inputs
-        self._past_shape: tuple[int, ...] | None = None
-        if "past" in inputs and "present" in outputs:
-            (shape,) = [i.shape for i in session.get_inputs() if i.name == "past"]
-            layers, _, _, heads, _, head_dim = shape
-            self._past_shape = (int(layers), 2, 1, int(heads), 0, int(head_dim))
+        # keys and values of no earlier tokens (one row); None: the graph takes none
+        self._fresh_past = empty_past(session)
         self._next_words = (
             int(config.get("pending_candidates", 0))
             if self._has_slots and "p_eot_next" in outputs
@@ -371,9 +379,9 @@ class EndOfTurnModel:
         for r, ids in enumerate(batch):
             x[r, width - len(ids) :] = ids
             m[r, width - len(ids) :] = 1
-        past = None
-        if self._past_shape is not None:
-            past = np.zeros((*self._past_shape[:2], len(batch), *self._past_shape[3:]), np.float32)
+        past = self._fresh_past
+        if past is not None and len(batch) > 1:
+            past = np.zeros((*past.shape[:2], len(batch), *past.shape[3:]), dtype=np.float32)
         p, _ = self._session_run(x, m, past, words_pending, want_present=False)
         return p
 
@@ -498,6 +506,21 @@ class _OnModel:
     def unlikely_threshold(self, language: str | None = None) -> float | None:
         return self._model.unlikely_threshold(language)
 
+    def predict(
+        self,
+        turns: Sequence[TurnLike],
+        *,
+        language: str | None = None,
+        words_pending: bool = False,
+    ) -> float:
+        """Same arguments, errors and meaning as :meth:`EndOfTurnModel.predict`."""
+        self._model._check_language(language)
+        self._model._check_pending(words_pending)
+        return self._score(turns, words_pending)
+
+    def _score(self, turns: Sequence[TurnLike], words_pending: bool) -> float:
+        raise NotImplementedError
+
 
 class EotStream(_OnModel):
     """:meth:`EndOfTurnModel.predict` for one growing dialogue, computing only what is new.
@@ -541,19 +564,9 @@ class EotStream(_OnModel):
         from the cache); 0 before the first call."""
         return self._computed
 
-    def predict(
-        self,
-        turns: Sequence[TurnLike],
-        *,
-        language: str | None = None,
-        words_pending: bool = False,
-    ) -> float:
-        """Same arguments, errors and meaning as :meth:`EndOfTurnModel.predict`."""
-        model = self._model
-        model._check_language(language)
-        model._check_pending(words_pending)
+    def _score(self, turns: Sequence[TurnLike], words_pending: bool) -> float:
         with self._lock:
-            ids = model._encode_memo(turns, self._memo)
+            ids = self._model._encode_memo(turns, self._memo)
             return self._run_ids(ids, words_pending)
 
     def _shared_start(self, ids: list[int]) -> int:
@@ -568,7 +581,7 @@ class EotStream(_OnModel):
     def _run_ids(self, ids: list[int], words_pending: bool) -> float:
         """Score a window, reusing the cached start; the caller holds ``self._lock``."""
         model = self._model
-        if model._past_shape is None:  # exported without keys/values in and out
+        if model._fresh_past is None:  # exported without keys/values in and out
             self._computed = len(ids)
             return float(model._run([ids], words_pending=words_pending)[0])
         # at least one token runs: its output is the score
@@ -576,8 +589,7 @@ class EotStream(_OnModel):
         if reuse > 0 and self._present is not None:
             past = self._present[:, :, :, :, :reuse, :]
         else:
-            past = np.zeros(model._past_shape, dtype=np.float32)
-            reuse = 0
+            past, reuse = model._fresh_past, 0
         x = np.asarray([ids[reuse:]], dtype=np.int64)
         mask = np.ones((1, len(ids)), dtype=np.int64)
         self._ids, self._present = [], None  # a failed call leaves nothing stale
@@ -622,25 +634,14 @@ class EotStreamPool(_OnModel):
                 "computed_tokens": self._computed,
             }
 
-    def predict(
-        self,
-        turns: Sequence[TurnLike],
-        *,
-        language: str | None = None,
-        words_pending: bool = False,
-    ) -> float:
-        """Same arguments, errors and meaning as :meth:`EndOfTurnModel.predict`."""
+    def _score(self, turns: Sequence[TurnLike], words_pending: bool) -> float:
         model = self._model
-        model._check_language(language)
-        model._check_pending(words_pending)
         ids = model.encode(turns)
         with self._lock:
-            stream = max(
-                reversed(self._idle),  # ties: the most recently used... of equal starts
-                key=lambda s: s._shared_start(ids),
-                default=None,
-            )
-            if stream is not None and stream._shared_start(ids) < min(16, len(ids) // 2):
+            # the most recently used first: it wins a tie between equal starts
+            shared = [(s._shared_start(ids), s) for s in reversed(self._idle)]
+            best, stream = max(shared, key=lambda pair: pair[0], default=(0, None))
+            if best < min(16, len(ids) // 2):
                 # nothing worth keeping shared (a role marker or two are, by chance): leave
                 # that conversation's cache alone; a fresh stream, or the least recently used
                 stream = None

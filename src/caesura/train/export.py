@@ -21,6 +21,7 @@ import torch
 from tokenizers import Tokenizer
 
 from caesura.eot._text import EOT, PAD
+from caesura.eot.model import empty_past
 from caesura.train.model import (
     EotScorer,
     LastPositionScorer,
@@ -248,13 +249,6 @@ def _ort_scores(
         feed["past"] = empty_past(sess, len(chunk))
         out[s : s + len(chunk)] = sess.run([output], feed)[0]
     return out
-
-
-def empty_past(session: Any, batch: int) -> np.ndarray:
-    """The ``past`` input of a fresh context (no earlier tokens) for an exported session."""
-    (shape,) = [i.shape for i in session.get_inputs() if i.name == "past"]
-    layers, two, _, heads, _, head_dim = shape
-    return np.zeros((layers, two, batch, heads, 0, head_dim), dtype=np.float32)
 
 
 def write_assets(
