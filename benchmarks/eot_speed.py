@@ -62,28 +62,6 @@ def _speech(seconds: float):
     return np.resize(pcm, n) if len(pcm) < n else pcm[-n:]
 
 
-def _cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds the whole machine has spent busy, CPU seconds this process's finished
-    children have used): their difference over a worker's run is what *other* processes
-    took, the load that inflates a timing without showing in it."""
-    import resource  # noqa: PLC0415
-
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-    except OSError:
-        return float("nan"), 0.0
-    # user nice system idle iowait irq softirq steal ...: all but idle and iowait are busy
-    busy = sum(fields[:8]) - fields[3] - fields[4]
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return busy / tick, children.ru_utime + children.ru_stime
-
-
-#: Other processes' load (CPUs kept busy) above which the timings are flagged as inflated.
-BUSY_CPUS = 0.25
-
-
 def _time(fn, iters: int, warmup: int = 10) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -264,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.iters)))
         return 0
+    from caesura.bench import BUSY_CPUS, cpu_seconds  # noqa: PLC0415
+
     rows = []
     names = (
         "caesura",
@@ -275,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "livekit-local-eot",
     )
     for name in names:
-        machine0, ours0 = _cpu_seconds()
+        machine0, ours0 = cpu_seconds()
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", name, "--iters", str(args.iters)],
@@ -289,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: {err}")
             continue
         row = json.loads(proc.stdout.strip().splitlines()[-1])
-        machine1, ours1 = _cpu_seconds()
+        machine1, ours1 = cpu_seconds()
         row["other_busy_cpus"] = ((machine1 - machine0) - (ours1 - ours0)) / (
             time.perf_counter() - t0
         )

@@ -6,7 +6,9 @@ installed for the side-by-side peers). ``caesura bench`` runs the ones asked for
 default) one after the other with a progress bar, prints each one's tables, and writes:
 
 * ``<out>/results/<name>.txt`` -- the exact command, the machine, the git commit, the
-  duration and exit status, then the script's full output (the benchmark pages in ``docs/``
+  duration and exit status, how busy other processes kept the machine meanwhile (a run
+  beside a training job or a test suite is flagged: its timings are inflated), then the
+  script's full output (the benchmark pages in ``docs/``
   include these files, so the published numbers are always the latest run's);
 * ``<out>/results/<name>.json`` -- the script's machine-readable results, for scripts that
   take ``--json``;
@@ -24,6 +26,7 @@ import argparse
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import platform
 import shlex
@@ -41,9 +44,11 @@ from caesura.tune import _command_line, progress
 
 __all__ = [
     "BENCHMARKS",
+    "BUSY_CPUS",
     "BenchResult",
     "Benchmark",
     "configure",
+    "cpu_seconds",
     "discover",
     "machine_description",
     "run",
@@ -162,6 +167,41 @@ def machine_description() -> str:
     )
 
 
+#: Other processes' load (CPUs kept busy on average) above which a run's timings are flagged.
+BUSY_CPUS = 0.25
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """``(CPU seconds the whole machine has spent busy, CPU seconds this process's finished
+    children have used)``, both since they started counting: over a run, the growth of the
+    first less that of the second is what *other* processes took. The first is NaN where
+    ``/proc/stat`` is not available."""
+    import resource  # noqa: PLC0415  (POSIX only; bench runs there)
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = children.ru_utime + children.ru_stime
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return math.nan, own
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are busy
+    busy = sum(fields) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK"), own
+
+
+def _load_line(other_cpus: float) -> str:
+    if math.isnan(other_cpus):
+        return "# load: not measured (no /proc/stat)"
+    line = (
+        f"# load: other processes kept {max(other_cpus, 0.0):.2f} of {os.cpu_count()} CPUs"
+        " busy on average during the run"
+    )
+    if other_cpus > BUSY_CPUS:
+        line += " -- WARNING: timings are inflated; rerun on a quiet machine before quoting them"
+    return line
+
+
 def _git_commit(cwd: Path) -> str:
     try:
         out = subprocess.run(
@@ -245,6 +285,7 @@ def run_benchmark(
         cmd += ["--json", str(json_path)]
     cmd += list(extra_args)
     logger.info("running %s", shlex.join(cmd))
+    machine0, ours0 = cpu_seconds()
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -265,6 +306,14 @@ def run_benchmark(
         partial = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         output = partial + f"\n[timed out after {timeout_s:g} s]"
     seconds = time.perf_counter() - t0
+    machine1, ours1 = cpu_seconds()
+    other_cpus = ((machine1 - machine0) - (ours1 - ours0)) / max(seconds, 1e-9)
+    if other_cpus > BUSY_CPUS:
+        logger.warning(
+            "%s: other processes kept %.2f CPUs busy during the run: its timings are inflated",
+            name,
+            other_cpus,
+        )
     shown = [
         _display_path(Path(c), cwd) if i and Path(c).exists() else c for i, c in enumerate(cmd)
     ]
@@ -276,6 +325,7 @@ def run_benchmark(
         f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"# machine: {machine_description()}",
         f"# exit status {code}, {seconds:.0f} s",
+        _load_line(other_cpus),
         "",
     ]
     txt = results / f"{name}.txt"

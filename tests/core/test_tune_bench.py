@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from caesura.bench import discover, run_benchmark
+from caesura.bench import BUSY_CPUS, discover, run_benchmark
 from caesura.cli import main as cli_main
 
 SCRIPT = """
@@ -62,10 +64,33 @@ def test_run_benchmark_records_command_output_json_and_plot(
     assert "--json" in first
     assert "# produced by: caesura bench vad_speed" in text
     assert "# machine:" in text
+    assert "# load: " in text
     assert "caesura B=32       12.5" in text
     assert json.loads((out / "results" / "vad_speed.json").read_text())["rows"][0]["system"]
     if res.plot is not None:  # matplotlib installed
         assert res.plot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc/stat (Linux)")
+def test_run_benchmark_flags_timings_taken_on_a_busy_machine(tmp_path: Path) -> None:
+    """A process spinning beside the benchmark (a training run, a test suite) is measured
+    and the results are flagged, so inflated timings are not quoted as the product's."""
+    script = tmp_path / "repo" / "benchmarks" / "idle.py"
+    script.parent.mkdir(parents=True)
+    script.write_text("import time\ntime.sleep(1.5)\nprint('done')\n")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # let it start spinning
+        res = run_benchmark("idle", script, out_dir=tmp_path / "out", data=None)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert res.ok
+    assert res.results_txt is not None
+    load = next(ln for ln in res.results_txt.read_text().splitlines() if ln.startswith("# load:"))
+    busy = float(load.split("kept ")[1].split(" of ")[0])
+    assert busy > BUSY_CPUS, load
+    assert "WARNING: timings are inflated" in load
 
 
 def test_cli_bench_continues_after_a_failure(
