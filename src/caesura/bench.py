@@ -8,8 +8,8 @@ default) one after the other with a progress bar, prints each one's tables, and 
 * ``<out>/results/<name>.txt`` -- the exact command, the machine, the git commit, the
   duration and exit status, how busy other processes kept the machine meanwhile (a run
   beside a training job or a test suite is flagged: its timings are inflated), then the
-  script's full output (the benchmark pages in ``docs/``
-  include these files, so the published numbers are always the latest run's);
+  script's full output (the benchmark pages in ``docs/`` include these files, so the
+  published numbers are always the latest run's);
 * ``<out>/results/<name>.json`` -- the script's machine-readable results, for scripts that
   take ``--json``;
 * ``<out>/<name>.png`` -- a plot, for benchmarks whose JSON results have a plotter here
