@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.iters)))
         return 0
-    from caesura.bench import BUSY_CPUS, cpu_seconds  # noqa: PLC0415
+    from caesura.bench import OtherLoad  # noqa: PLC0415
 
     rows = []
     names = (
@@ -254,26 +255,24 @@ def main(argv: list[str] | None = None) -> int:
         "pipecat-smart-turn-v3.2",
         "livekit-local-eot",
     )
+    loads: list[OtherLoad] = []
     for name in names:
-        machine0, ours0 = cpu_seconds()
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", name, "--iters", str(args.iters)],
-            capture_output=True,
-            check=False,
-            text=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
+        with OtherLoad() as load:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", name, "--iters", str(args.iters)],
+                capture_output=True,
+                check=False,
+                text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
         if proc.returncode != 0:
             err = (proc.stderr.strip().splitlines() or ["?"])[-1]
             print(f"skipping {name}: {err}")
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        machine1, ours1 = cpu_seconds()
-        row["other_busy_cpus"] = ((machine1 - machine0) - (ours1 - ours0)) / (
-            time.perf_counter() - t0
+        rows.append(
+            {**json.loads(proc.stdout.strip().splitlines()[-1]), "other_busy_cpus": load.cpus}
         )
-        rows.append(row)
+        loads.append(load)
     raw, zipped = wheel_bytes()
     print(f"{'model':26s}{'input':>24s}{'p50 ms':>9s}{'p99 ms':>9s}{'RSS+ MB':>9s}")
     for r in rows:
@@ -313,17 +312,9 @@ def main(argv: list[str] | None = None) -> int:
                 f" RSS +{r['rss_added_mb']:.1f} MB: {'met' if ok else 'MISSED'}"
             )
     print(f"  package: {raw / 1e6:.2f} MB: {'met' if raw <= 15e6 else 'MISSED'}")
-    busy = [r["other_busy_cpus"] for r in rows if r["other_busy_cpus"] == r["other_busy_cpus"]]
-    if busy:
-        print(
-            f"other processes kept {max(busy):.2f} of {os.cpu_count()} CPUs busy during the"
-            f" runs at most (mean {max(0.0, sum(busy) / len(busy)):.2f})"
-        )
-        if max(busy) > BUSY_CPUS:
-            print(
-                f"WARNING: the machine was busy (> {BUSY_CPUS} CPUs of other work): these"
-                " timings are inflated; rerun on a quiet machine before quoting them"
-            )
+    if loads:  # the busiest model's run: its timings are the most inflated
+        worst = max(loads, key=lambda x: -math.inf if math.isnan(x.cpus) else x.cpus)
+        print(f"busiest model run: {worst.describe()}")
     if args.json:
         args.json.write_text(
             json.dumps({"rows": rows, "asset_bytes": raw, "asset_bytes_zipped": zipped}, indent=1)

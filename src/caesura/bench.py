@@ -47,8 +47,8 @@ __all__ = [
     "BUSY_CPUS",
     "BenchResult",
     "Benchmark",
+    "OtherLoad",
     "configure",
-    "cpu_seconds",
     "discover",
     "machine_description",
     "run",
@@ -171,11 +171,9 @@ def machine_description() -> str:
 BUSY_CPUS = 0.25
 
 
-def cpu_seconds() -> tuple[float, float]:
+def _cpu_seconds() -> tuple[float, float]:
     """``(CPU seconds the whole machine has spent busy, CPU seconds this process's finished
-    children have used)``, both since they started counting: over a run, the growth of the
-    first less that of the second is what *other* processes took. The first is NaN where
-    ``/proc/stat`` is not available."""
+    children have used)``; the first is NaN where ``/proc/stat`` is not available."""
     import resource  # noqa: PLC0415  (POSIX only; bench runs there)
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -190,16 +188,43 @@ def cpu_seconds() -> tuple[float, float]:
     return busy / os.sysconf("SC_CLK_TCK"), own
 
 
-def _load_line(other_cpus: float) -> str:
-    if math.isnan(other_cpus):
-        return "# load: not measured (no /proc/stat)"
-    line = (
-        f"# load: other processes kept {max(other_cpus, 0.0):.2f} of {os.cpu_count()} CPUs"
-        " busy on average during the run"
-    )
-    if other_cpus > BUSY_CPUS:
-        line += " -- WARNING: timings are inflated; rerun on a quiet machine before quoting them"
-    return line
+class OtherLoad:
+    """Context manager measuring how many CPUs *other* processes kept busy, on average,
+    while its block ran (the machine's busy time less this process's children's CPU time,
+    so the benchmark's own subprocesses don't count): the load that inflates a timing
+    without showing in it. ``cpus`` is NaN where ``/proc/stat`` is not available."""
+
+    def __init__(self) -> None:
+        self.cpus = math.nan
+        self._start = (math.nan, 0.0, 0.0)
+
+    def __enter__(self) -> OtherLoad:
+        self._start = (*_cpu_seconds(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        machine0, ours0, t0 = self._start
+        machine1, ours1 = _cpu_seconds()
+        seconds = max(time.perf_counter() - t0, 1e-9)
+        self.cpus = ((machine1 - machine0) - (ours1 - ours0)) / seconds
+
+    @property
+    def busy(self) -> bool:
+        """More than :data:`BUSY_CPUS` of other work: the block's timings are inflated."""
+        return self.cpus > BUSY_CPUS
+
+    def describe(self) -> str:
+        if math.isnan(self.cpus):
+            return "not measured (no /proc/stat)"
+        text = (
+            f"other processes kept {max(self.cpus, 0.0):.2f} of {os.cpu_count()} CPUs busy"
+            " on average during the run"
+        )
+        if self.busy:
+            text += (
+                " -- WARNING: timings are inflated; rerun on a quiet machine before quoting them"
+            )
+        return text
 
 
 def _git_commit(cwd: Path) -> str:
@@ -285,18 +310,19 @@ def run_benchmark(
         cmd += ["--json", str(json_path)]
     cmd += list(extra_args)
     logger.info("running %s", shlex.join(cmd))
-    machine0, ours0 = cpu_seconds()
     t0 = time.perf_counter()
+    load = OtherLoad()
     try:
-        proc = subprocess.run(
-            cmd,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        with load:
+            proc = subprocess.run(
+                cmd,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         code, output = (
             proc.returncode,
             proc.stdout + (f"\n[stderr]\n{proc.stderr}" if proc.returncode and proc.stderr else ""),
@@ -306,14 +332,8 @@ def run_benchmark(
         partial = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         output = partial + f"\n[timed out after {timeout_s:g} s]"
     seconds = time.perf_counter() - t0
-    machine1, ours1 = cpu_seconds()
-    other_cpus = ((machine1 - machine0) - (ours1 - ours0)) / max(seconds, 1e-9)
-    if other_cpus > BUSY_CPUS:
-        logger.warning(
-            "%s: other processes kept %.2f CPUs busy during the run: its timings are inflated",
-            name,
-            other_cpus,
-        )
+    if load.busy:
+        logger.warning("%s: %s", name, load.describe())
     shown = [
         _display_path(Path(c), cwd) if i and Path(c).exists() else c for i, c in enumerate(cmd)
     ]
@@ -325,7 +345,7 @@ def run_benchmark(
         f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"# machine: {machine_description()}",
         f"# exit status {code}, {seconds:.0f} s",
-        _load_line(other_cpus),
+        f"# load: {load.describe()}",
         "",
     ]
     txt = results / f"{name}.txt"
