@@ -27,12 +27,20 @@ from caesura.train.export import (  # noqa: E402
     load_checkpoint,
     pending_reference,
 )
-from caesura.train.finetune import WeightAverage, average_checkpoints  # noqa: E402
+from caesura.train.finetune import (  # noqa: E402
+    FinetuneConfig,
+    WeightAverage,
+    average_checkpoints,
+)
 from caesura.train.loop import (  # noqa: E402
     MuonAdamW,
     TrainConfig,
+    autocast,
+    make_optimizer,
+    native_bf16,
     optimizer_step,
     orthogonalise,
+    resolve_precision,
     score_contexts,
 )
 from caesura.train.model import (  # noqa: E402
@@ -40,6 +48,7 @@ from caesura.train.model import (  # noqa: E402
     LastPositionScorer,
     ModelConfig,
     build_model,
+    lm_loss,
     word_start_mask,
 )
 from caesura.train.text import int_to_words, stt_style, words_to_digits  # noqa: E402
@@ -235,6 +244,40 @@ def test_muon_adamw_partitions_and_trains() -> None:
     assert last < 0.6 * first  # it learns one batch by heart
     with pytest.raises(ValueError, match="optimizer must be"):
         TrainConfig(optimizer="sgd")
+
+
+def test_precision_choices() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    lin, x = torch.nn.Linear(4, 4), torch.ones(2, 4)
+    with autocast("bf16", cpu):
+        assert lin(x).dtype == torch.bfloat16
+    with autocast("fp32", cpu):
+        assert lin(x).dtype == torch.float32
+    for bad in (lambda: TrainConfig(precision="fp16"), lambda: FinetuneConfig(precision="half")):
+        with pytest.raises(ValueError, match="precision must be one of"):
+            bad()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("tf32", cpu)
+
+
+def test_bf16_autocast_step_learns_and_keeps_float32_weights() -> None:
+    torch.manual_seed(0)
+    lm = build_model(ModelConfig(vocab_size=64, context=16, d_model=32, layers=1, heads=2, ff=64))
+    opt = make_optimizer(lm, lr=3e-3, weight_decay=0.0)
+    boundary = torch.zeros(64, dtype=torch.bool)
+    boundary[10:40] = True
+    xy = torch.randint(5, 64, (8, 17), generator=torch.Generator().manual_seed(2))
+    losses = []
+    for _ in range(30):
+        with autocast("bf16", torch.device("cpu")):
+            loss, _, _ = lm_loss(lm, xy[:, :-1], xy[:, 1:], eot_id=4, boundary=boundary)
+        assert loss.dtype == torch.float32  # the loss is computed from float32 logits
+        losses.append(optimizer_step(opt, lm, loss))
+    assert losses[-1] < 0.6 * losses[0]
+    assert all(p.dtype == torch.float32 for p in lm.parameters())
 
 
 def test_average_checkpoints(tmp_path: Path) -> None:

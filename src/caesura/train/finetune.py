@@ -42,10 +42,13 @@ from caesura.train import switchboard as sb
 from caesura.train.data import EvalSet
 from caesura.train.loop import (
     auc,
+    autocast,
+    check_precision,
     cosine_factor,
     left_pad,
     make_optimizer,
     optimizer_step,
+    resolve_precision,
     score_contexts,
 )
 from caesura.train.model import EotScorer, ModelConfig, build_model, eot_bce
@@ -83,6 +86,10 @@ class FinetuneConfig:
     lags: tuple[float, ...] = LAGS  # STT lags of the single pause questions (build_finetune_set)
     threads: int = 2
     seed: int = 1234
+    precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware has it
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
 
 def build_finetune_set(
@@ -274,7 +281,9 @@ def finetune(
     enc = {k: tdata.encode_contexts(tok, v.contexts, mcfg.context) for k, v in train_sets.items()}
     labels = {k: torch.from_numpy(v.labels.astype(np.float32)) for k, v in train_sets.items()}
     eval_ids = {k: tdata.encode_contexts(tok, v.contexts, mcfg.context) for k, v in evals.items()}
-    logger.info("stage 2 examples: %s", {k: len(v) for k, v in enc.items()})
+    cpu = torch.device("cpu")
+    precision = resolve_precision(cfg.precision, cpu)
+    logger.info("stage 2 examples: %s (%s)", {k: len(v) for k, v in enc.items()}, precision)
     opt = make_optimizer(lm, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = WeightAverage(lm, cfg.ema_decay) if cfg.ema_decay > 0 else None
     history: list[dict[str, float]] = []
@@ -325,12 +334,14 @@ def finetune(
             ys.append(labels[name][torch.from_numpy(rows)])
         x, m = left_pad(seqs)
         y = torch.cat(ys)
-        p = scorer(x, m).clamp(1e-6, 1 - 1e-6)
+        with autocast(precision, cpu):
+            p = scorer(x, m).clamp(1e-6, 1 - 1e-6)
         loss = torch.nn.functional.binary_cross_entropy(p, y)
         if windows is not None and windows.ids and cfg.windows_per_step > 0:
             wx, wy = windows.sample(rng, cfg.windows_per_step, mcfg.context, cfg.window_min_context)
             if bool((wy >= 0).any()):
-                loss = loss + window_bce(lm, wx, wy, eot)
+                with autocast(precision, cpu):
+                    loss = loss + window_bce(lm, wx, wy, eot)
         v = optimizer_step(opt, lm, loss)
         if ema is not None:
             ema.update()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -23,10 +24,14 @@ __all__ = [
     "MuonAdamW",
     "TrainConfig",
     "auc",
+    "autocast",
+    "check_precision",
     "left_pad",
     "make_optimizer",
+    "native_bf16",
     "optimizer_step",
     "orthogonalise",
+    "resolve_precision",
     "score_contexts",
     "train",
 ]
@@ -50,10 +55,48 @@ class TrainConfig:
     threads: int = 2
     seed: int = 1234
     optimizer: str = "adamw"  # or "muon": Muon on the blocks' matrices, AdamW elsewhere
+    precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware has it
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "muon"):
             raise ValueError(f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
+        check_precision(self.precision)
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products natively: a CUDA GPU, or a CPU
+    with AMX or AVX-512 BF16 (elsewhere bfloat16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` → ``"bf16"`` where :func:`native_bf16`, else ``"fp32"``; explicit choices
+    are kept."""
+    check_precision(precision)
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """The forward pass's mixed precision: bfloat16 autocast for ``"bf16"`` (weights, the
+    optimiser and the losses stay float32), nothing for ``"fp32"``. On a CPU with AMX a
+    training step takes about half the time."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -231,7 +274,8 @@ def train(
     lm = build_model(mcfg).to(device)
     boundary = boundary.to(device)
     n_params = sum(p.numel() for p in lm.parameters())
-    logger.info("model %s: %.2f M parameters on %s", mcfg, n_params / 1e6, device)
+    precision = resolve_precision(tcfg.precision, device)
+    logger.info("model %s: %.2f M parameters on %s (%s)", mcfg, n_params / 1e6, device, precision)
     scorer = EotScorer(lm, eot)
     opt: torch.optim.Optimizer
     if tcfg.optimizer == "muon":
@@ -306,9 +350,10 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         xy = sampler.batch(tcfg.batch).to(device)
-        loss, lm_part, bce = lm_loss(
-            lm, xy[:, :-1], xy[:, 1:], eot_id=eot, boundary=boundary, eot_weight=tcfg.eot_weight
-        )
+        with autocast(precision, device):
+            loss, lm_part, bce = lm_loss(
+                lm, xy[:, :-1], xy[:, 1:], eot_id=eot, boundary=boundary, eot_weight=tcfg.eot_weight
+            )
         v = optimizer_step(opt, lm, loss)
         step += 1
         ema = v if ema is None else 0.98 * ema + 0.02 * v
