@@ -157,6 +157,8 @@ def trained(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             "3",
             "--finetune-ema",
             "0.9",
+            "--precision",
+            "bf16",  # both stages under bfloat16 autocast (fp32 adds no code path)
             "--no-export",
         ]
     )
@@ -176,6 +178,10 @@ def test_training_run_writes_checkpoints(trained: Path) -> None:
         assert stage2[-1]["step"] == 3
         assert 0.0 <= stage2[-1]["sb_val_auc"] <= 1.0
     assert (trained / "averaged.pt").is_file()
+    recipe = json.loads((trained / "recipe.json").read_text())
+    assert recipe["train"]["precision"] == "bf16"
+    ckpt = torch.load(trained / "averaged.pt", map_location="cpu", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
 
 
 def test_weight_average_tracks_and_swaps() -> None:

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (has eot/)")
     ap.add_argument("--out", type=Path, default=Path("build/eot-train"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--steps", type=int, default=9000, help="stage 1 steps (LR schedule span)")
+    ap.add_argument("--steps", type=int, default=4500, help="stage 1 steps (LR schedule span)")
     ap.add_argument(
         "--max-minutes", type=float, default=85.0, help="stage 1 wall-clock cap (slow machines)"
     )
@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
-        default="auto",
-        help="both stages' forward passes: bfloat16 autocast, float32, or auto (bf16 on a GPU"
-        " or a CPU with AMX / AVX-512 BF16, about 2x faster there; float32 elsewhere)",
+        default="fp32",
+        help="both stages' forward passes: float32 (the shipped model's), bfloat16 autocast"
+        " (about 2x faster per stage-1 step on a GPU or a CPU with AMX / AVX-512 BF16), or"
+        " auto (bf16 where the hardware has it, float32 elsewhere)",
     )
     ap.add_argument(
         "--switchboard-share", type=float, default=0.65, help="share of stage-1 windows"

@@ -86,7 +86,7 @@ class FinetuneConfig:
     lags: tuple[float, ...] = LAGS  # STT lags of the single pause questions (build_finetune_set)
     threads: int = 2
     seed: int = 1234
-    precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware has it
+    precision: str = "fp32"  # "bf16", or "auto": bf16 where the hardware computes it natively
 
     def __post_init__(self) -> None:
         check_precision(self.precision)

@@ -55,7 +55,7 @@ class TrainConfig:
     threads: int = 2
     seed: int = 1234
     optimizer: str = "adamw"  # or "muon": Muon on the blocks' matrices, AdamW elsewhere
-    precision: str = "auto"  # "bf16", "fp32", or "auto": bf16 where the hardware has it
+    precision: str = "fp32"  # "bf16", or "auto": bf16 where the hardware computes it natively
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "muon"):
