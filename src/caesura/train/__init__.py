@@ -9,4 +9,8 @@ benchmarks use to extract END / HOLD decision points.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+__all__ = ["PRECISIONS"]
+
+#: Training precisions (``--precision``): float32, bfloat16 autocast, or bf16 where the
+#: hardware computes it natively (:func:`caesura.train.loop.resolve_precision`).
+PRECISIONS = ("auto", "bf16", "fp32")

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from caesura.train import PRECISIONS
+
 logger = logging.getLogger("caesura.train")
 
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--precision",
-        choices=("auto", "bf16", "fp32"),
+        choices=PRECISIONS,
         default="fp32",
         help="both stages' forward passes: float32 (the shipped model's), bfloat16 autocast"
         " (about 2x faster per stage-1 step on a GPU or a CPU with AMX / AVX-512 BF16), or"

@@ -334,14 +334,16 @@ def finetune(
             ys.append(labels[name][torch.from_numpy(rows)])
         x, m = left_pad(seqs)
         y = torch.cat(ys)
-        with autocast(precision, cpu):
-            p = scorer(x, m).clamp(1e-6, 1 - 1e-6)
-        loss = torch.nn.functional.binary_cross_entropy(p, y)
+        window = None
         if windows is not None and windows.ids and cfg.windows_per_step > 0:
             wx, wy = windows.sample(rng, cfg.windows_per_step, mcfg.context, cfg.window_min_context)
-            if bool((wy >= 0).any()):
-                with autocast(precision, cpu):
-                    loss = loss + window_bce(lm, wx, wy, eot)
+            window = (wx, wy) if bool((wy >= 0).any()) else None
+        with autocast(precision, cpu):  # forward passes only: BCE on probabilities refuses it
+            p = scorer(x, m).clamp(1e-6, 1 - 1e-6)
+            window_loss = window_bce(lm, *window, eot) if window is not None else None
+        loss = torch.nn.functional.binary_cross_entropy(p, y)
+        if window_loss is not None:
+            loss = loss + window_loss
         v = optimizer_step(opt, lm, loss)
         if ema is not None:
             ema.update()

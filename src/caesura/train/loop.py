@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from caesura.train import PRECISIONS
 from caesura.train.data import EvalSet, encode_contexts
 from caesura.train.model import EotScorer, ModelConfig, build_model, lm_loss, word_start_mask
 
@@ -63,9 +64,6 @@ class TrainConfig:
         check_precision(self.precision)
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -76,9 +74,8 @@ def native_bf16(device: torch.device) -> bool:
     with AMX or AVX-512 BF16 (elsewhere bfloat16 is emulated and slower than float32)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
-    cpu = getattr(torch, "cpu", None)
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private: may go
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
