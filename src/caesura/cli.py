@@ -65,6 +65,7 @@ COMMANDS: dict[str, Command] = {
     "tune": Command(
         "caesura.tune", "pick threshold, hangover, pre-roll and min speech from labelled audio"
     ),
+    "eot": Command("caesura.eot.cli", "score transcripts: is the user's turn over?"),
     "bench": Command("caesura.bench", "run the speed and quality benchmarks, write reports"),
     "serve": Command(
         "caesura.server.cli", "run the EchoKit-compatible VAD / turn-detection server"

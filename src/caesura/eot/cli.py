@@ -1,0 +1,216 @@
+"""``caesura eot``: score transcripts with the end-of-turn model from the command line.
+
+::
+
+    caesura eot "i want to book a table for" "i want to book a table for four"
+    caesura eot --agent "how many people?" "four"
+    caesura eot --jsonl dialogues.jsonl --format jsonl   # or --jsonl - for stdin
+
+Each positional TEXT is one user turn, scored on its own (after ``--agent``'s words when
+given). ``--jsonl`` reads one dialogue per line: a JSON array of ``{"role", "content"}``
+turns, or an object with ``"turns"`` (that array) or ``"text"`` (one user turn) and,
+optionally, ``"id"`` and ``"language"``. A line or text that cannot be scored is reported on
+stderr with its line number and the others are still scored; the exit status is then 1
+(2 on bad usage, an unknown language or a model that cannot be loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from caesura.eot.model import EndOfTurnModel, TurnLike
+from caesura.errors import CaesuraError, InvalidOptionError, UnsupportedLanguageError
+
+__all__ = ["configure", "run"]
+
+
+@dataclass(frozen=True)
+class _Item:
+    where: str  # "TEXT 2" or "line 7": how an error names it
+    id: Any
+    turns: Sequence[TurnLike] | None
+    language: str | None
+    error: str | None = None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``caesura eot``."""
+    parser.add_argument(
+        "texts", nargs="*", metavar="TEXT", help="a user turn to score (each one on its own)"
+    )
+    parser.add_argument(
+        "--agent", metavar="TEXT", help="the agent's turn before each positional TEXT"
+    )
+    parser.add_argument(
+        "--jsonl",
+        metavar="PATH",
+        help="score the dialogues of a JSON-lines file ('-': standard input)",
+    )
+    parser.add_argument(
+        "--language",
+        default=None,
+        help="language of the transcripts (default: English); a language the model was not "
+        "trained for is an error, not a score",
+    )
+    parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="the recogniser has not delivered the last word yet: score P(the turn ends after "
+        "one more word)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="below this probability the turn is 'unlikely' to be over and a voice agent waits "
+        "its longer delay (default: the model's unlikely_threshold for the language, which 90%% "
+        "of real turn ends on Switchboard val pass)",
+    )
+    parser.add_argument(
+        "--model", metavar="DIR", default=None, help="an exported model folder (default: bundled)"
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="text: probability, 'unlikely' or 'possible', the user's words; jsonl: one JSON "
+        "object per input (id, probability, unlikely, threshold)",
+    )
+
+
+def _positional(texts: Sequence[str], agent: str | None, language: str | None) -> Iterator[_Item]:
+    for n, text in enumerate(texts, 1):
+        turns: list[dict[str, str]] = []
+        if agent is not None:
+            turns.append({"role": "assistant", "content": agent})
+        turns.append({"role": "user", "content": text})
+        yield _Item(f"TEXT {n}", None, turns, language)
+
+
+def _parse_line(obj: object, language: str | None) -> tuple[Any, Sequence[TurnLike], str | None]:
+    if isinstance(obj, list):
+        return None, obj, language
+    if not isinstance(obj, dict):
+        raise InvalidOptionError(
+            f"expected a JSON array of turns or an object, got {type(obj).__name__}"
+        )
+    lang = obj.get("language", language)
+    if lang is not None and not isinstance(lang, str):
+        raise InvalidOptionError(f"'language' must be a string, got {lang!r}")
+    if "turns" in obj:
+        turns = obj["turns"]
+        if not isinstance(turns, list):
+            raise InvalidOptionError(f"'turns' must be an array, got {type(turns).__name__}")
+        return obj.get("id"), turns, lang
+    if "text" in obj:
+        return obj.get("id"), [{"role": "user", "content": obj["text"]}], lang
+    raise InvalidOptionError("an object needs 'turns' (an array of turns) or 'text'")
+
+
+def _lines(fh: TextIO, language: str | None) -> Iterator[_Item]:
+    for n, raw in enumerate(fh, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        where = f"line {n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield _Item(where, None, None, None, f"not valid JSON: {exc}")
+            continue
+        try:
+            ident, turns, lang = _parse_line(obj, language)
+        except InvalidOptionError as exc:
+            yield _Item(where, None, None, None, str(exc))
+            continue
+        yield _Item(where, ident, turns, lang)
+
+
+def _check_threshold(value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise InvalidOptionError(f"--threshold must be in [0, 1], got {value}")
+
+
+def _user_words(turns: Sequence[TurnLike]) -> str:
+    last = turns[-1] if turns else None
+    if isinstance(last, dict):
+        text = last.get("content", last.get("text", ""))
+        return text if isinstance(text, str) else ""
+    return getattr(last, "text", "")
+
+
+def _score(
+    model: EndOfTurnModel, items: Iterator[_Item], args: argparse.Namespace, out: TextIO
+) -> tuple[int, int]:
+    """Score and print each item; returns (items seen, items failed)."""
+    seen = failed = 0
+    for item in items:
+        seen += 1
+        try:
+            if item.error is not None:
+                raise InvalidOptionError(item.error)
+            assert item.turns is not None
+            threshold = args.threshold
+            if threshold is None:
+                threshold = model.unlikely_threshold(item.language)
+            p = model.predict(item.turns, language=item.language, words_pending=args.pending)
+        except CaesuraError as exc:
+            failed += 1
+            print(f"caesura eot: {item.where}: {exc}", file=sys.stderr)
+            continue
+        unlikely = threshold is not None and p < threshold
+        if args.format == "jsonl":
+            record: dict[str, Any] = {}
+            if item.id is not None:
+                record["id"] = item.id
+            record.update(probability=round(p, 6), unlikely=unlikely, threshold=threshold)
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            verdict = "unlikely" if unlikely else "possible"
+            out.write(f"{p:.3f}  {verdict:<8}  {_user_words(item.turns)}\n")
+        out.flush()
+    return seen, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    """``caesura eot``: returns 0, or 1 when any input could not be scored."""
+    _check_threshold(args.threshold)
+    if not args.texts and args.jsonl is None:
+        raise InvalidOptionError("nothing to score: give TEXT arguments or --jsonl PATH")
+    if args.jsonl is not None and args.texts:
+        raise InvalidOptionError("give TEXT arguments or --jsonl, not both")
+    if args.agent is not None and args.jsonl is not None:
+        raise InvalidOptionError(
+            "--agent applies to TEXT arguments; put the agent's turns in each JSON line instead"
+        )
+    model = EndOfTurnModel.load(args.model)
+    if not model.supports_language(args.language):  # one error (exit 2), not one per input
+        raise UnsupportedLanguageError(
+            f"the end-of-turn model was trained for {sorted(model.languages)} only, "
+            f"not {args.language!r}"
+        )
+    if args.jsonl is None:
+        seen, failed = _score(
+            model, _positional(args.texts, args.agent, args.language), args, sys.stdout
+        )
+    elif args.jsonl == "-":
+        seen, failed = _score(model, _lines(sys.stdin, args.language), args, sys.stdout)
+    else:
+        path = Path(args.jsonl)
+        try:
+            fh = path.open(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidOptionError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with fh:
+            seen, failed = _score(model, _lines(fh, args.language), args, sys.stdout)
+    if failed:
+        print(f"caesura eot: {failed} of {seen} input(s) could not be scored", file=sys.stderr)
+        return 1
+    return 0
