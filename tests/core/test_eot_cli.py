@@ -86,7 +86,7 @@ def test_jsonl_file_scores_good_lines_and_names_bad_ones(model, tmp_path, capsys
     )
     assert "line 2: not valid JSON" in err
     assert "line 4: no turns to score" in err
-    assert "line 6:" in err and "'es'" in err
+    assert "line 6: the end-of-turn model was trained for ['en'] only, not 'es'" in err
     assert "line 7: an object needs 'turns'" in err
     assert "line 8: expected a JSON array of turns or an object, got int" in err
     assert "5 of 8 input(s) could not be scored" in err
