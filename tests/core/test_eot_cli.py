@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -14,6 +16,9 @@ from caesura.eot import EndOfTurnModel
 @pytest.fixture(scope="module")
 def model():
     return EndOfTurnModel.load()
+
+
+MAIN = "import sys; from caesura.cli import main; sys.exit(main())"
 
 
 def records(text: str) -> list[dict]:
@@ -130,3 +135,29 @@ def test_unreadable_jsonl_path(tmp_path, capsys):
     missing = tmp_path / "missing.jsonl"
     assert cli.main(["eot", "--jsonl", str(missing)]) == 2
     assert f"cannot read {missing}" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_stops_it_quietly(tmp_path):
+    # ~150 kB of scores: more than a pipe holds, so the writer meets the closed pipe
+    source = tmp_path / "many.jsonl"
+    source.write_text(
+        "".join(json.dumps({"text": f"number {i}"}) + "\n" for i in range(5000)), encoding="utf-8"
+    )
+    with source.open("rb") as stdin:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", MAIN, "eot", "--jsonl", "-"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        out, err = proc.stdout, proc.stderr
+        assert out is not None
+        assert err is not None
+        first = out.readline()  # one score, then the reader goes away (like `| head -1`)
+        out.close()
+        assert proc.wait(timeout=300) == 141
+        message = err.read().decode()
+    assert first.decode().rstrip().endswith("number 0")
+    assert "Traceback" not in message
+    assert "BrokenPipeError" not in message
