@@ -81,7 +81,8 @@ def test_jsonl_file_scores_good_lines_and_names_bad_ones(model, tmp_path, capsys
         json.dumps({"id": "h", "turns": [{"role": "user", "content": "okay"}], "language": "en"}),
     ]
     path = tmp_path / "dialogues.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    body = "\n".join(lines).encode() + b'\n{"text": "caf\xe9"}\n'  # line 10: Latin-1, not UTF-8
+    path.write_bytes(body)
     assert cli.main(["eot", "--jsonl", str(path), "-f", "jsonl"]) == 1
     out, err = capsys.readouterr()
     recs = records(out)
@@ -94,11 +95,13 @@ def test_jsonl_file_scores_good_lines_and_names_bad_ones(model, tmp_path, capsys
     assert "line 6: the end-of-turn model was trained for ['en'] only, not 'es'" in err
     assert "line 7: an object needs 'turns'" in err
     assert "line 8: expected a JSON array of turns or an object, got int" in err
-    assert "5 of 8 input(s) could not be scored" in err
+    assert "line 10: not UTF-8 text" in err
+    assert "6 of 9 input(s) could not be scored" in err
 
 
 def test_jsonl_from_stdin(model, monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin", io.StringIO('{"text": "thank you so much"}\n'))
+    stdin = io.TextIOWrapper(io.BytesIO(b'{"text": "thank you so much"}\n'), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
     assert cli.main(["eot", "--jsonl", "-"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     p = model.predict([{"role": "user", "content": "thank you so much"}])

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from caesura.eot.model import EndOfTurnModel, TurnLike
 from caesura.errors import CaesuraError, InvalidOptionError, UnsupportedLanguageError
@@ -114,12 +114,16 @@ def _parse_line(obj: object, language: str | None) -> tuple[Any, Sequence[TurnLi
     raise InvalidOptionError("an object needs 'turns' (an array of turns) or 'text'")
 
 
-def _lines(fh: TextIO, language: str | None) -> Iterator[_Item]:
+def _lines(fh: BinaryIO, language: str | None) -> Iterator[_Item]:
     for n, raw in enumerate(fh, 1):
-        line = raw.strip()
+        where = f"line {n}"
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            yield _Item(where, None, None, None, f"not UTF-8 text: {exc}")
+            continue
         if not line:
             continue
-        where = f"line {n}"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -154,9 +158,8 @@ def _score(
     for item in items:
         seen += 1
         try:
-            if item.error is not None:
-                raise InvalidOptionError(item.error)
-            assert item.turns is not None
+            if item.turns is None:
+                raise InvalidOptionError(item.error or "nothing to score")
             threshold = args.threshold
             if threshold is None:
                 threshold = model.unlikely_threshold(item.language)
@@ -201,11 +204,11 @@ def run(args: argparse.Namespace) -> int:
             model, _positional(args.texts, args.agent, args.language), args, sys.stdout
         )
     elif args.jsonl == "-":
-        seen, failed = _score(model, _lines(sys.stdin, args.language), args, sys.stdout)
+        seen, failed = _score(model, _lines(sys.stdin.buffer, args.language), args, sys.stdout)
     else:
         path = Path(args.jsonl)
         try:
-            fh = path.open(encoding="utf-8")
+            fh = path.open("rb")
         except OSError as exc:
             raise InvalidOptionError(f"cannot read {path}: {exc.strerror or exc}") from exc
         with fh:
