@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from caesura.eot.model import EndOfTurnModel, TurnLike
-from caesura.errors import CaesuraError, InvalidOptionError, UnsupportedLanguageError
+from caesura.eot.model import EndOfTurnModel, TurnLike, _turn_fields
+from caesura.errors import CaesuraError, InvalidOptionError
 
 __all__ = ["configure", "run"]
 
@@ -142,14 +142,6 @@ def _check_threshold(value: float | None) -> None:
         raise InvalidOptionError(f"--threshold must be in [0, 1], got {value}")
 
 
-def _user_words(turns: Sequence[TurnLike]) -> str:
-    last = turns[-1] if turns else None
-    if isinstance(last, dict):
-        text = last.get("content", last.get("text", ""))
-        return text if isinstance(text, str) else ""
-    return getattr(last, "text", "")
-
-
 def _score(
     model: EndOfTurnModel, items: Iterator[_Item], args: argparse.Namespace, out: TextIO
 ) -> tuple[int, int]:
@@ -177,7 +169,9 @@ def _score(
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
             verdict = "unlikely" if unlikely else "possible"
-            out.write(f"{p:.3f}  {verdict:<8}  {_user_words(item.turns)}\n")
+            # the dialogue was just scored, so its last turn is well formed
+            words = _turn_fields(item.turns[-1], len(item.turns) - 1)[1]
+            out.write(f"{p:.3f}  {verdict:<8}  {words}\n")
         out.flush()
     return seen, failed
 
@@ -194,11 +188,7 @@ def run(args: argparse.Namespace) -> int:
             "--agent applies to TEXT arguments; put the agent's turns in each JSON line instead"
         )
     model = EndOfTurnModel.load(args.model)
-    if not model.supports_language(args.language):  # one error (exit 2), not one per input
-        raise UnsupportedLanguageError(
-            f"the end-of-turn model was trained for {sorted(model.languages)} only, "
-            f"not {args.language!r}"
-        )
+    model._check_language(args.language)  # one error (exit 2), not one per input
     if args.jsonl is None:
         seen, failed = _score(
             model, _positional(args.texts, args.agent, args.language), args, sys.stdout
