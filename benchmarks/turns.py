@@ -53,10 +53,10 @@ import numpy as np
 
 from caesura import TurnOptions
 from caesura.eot import EndOfTurnModel
+from caesura.train.data import timed_corpora
 from caesura.train.switchboard import (
     conversation_turns,
     decision_points,
-    load_conversations,
     visible_turns,
 )
 from caesura.turn.fusion import PauseSurvival
@@ -76,8 +76,17 @@ log = logging.getLogger("benchmarks.turns")
 # ------------------------------------------------------------------------------ data
 
 
-def load_points(data: Path, split: str, max_convs: int | None, seed: int):
-    convs = load_conversations(data / "eot" / "switchboard" / f"{split}.tsv.gz")
+def load_points(
+    data: Path,
+    corpus: str,
+    split: str,
+    max_convs: int | None,
+    seed: int,
+    max_points: int | None = None,
+):
+    """One corpus's conversations of ``split`` and their decision points (at most
+    ``max_convs`` conversations and ``max_points`` points, seeded samples)."""
+    convs = timed_corpora(data, split, only=[corpus]).get(corpus, [])
     if max_convs is not None and max_convs < len(convs):
         rng = random.Random(seed)
         convs = sorted(rng.sample(convs, max_convs), key=lambda c: c.conv)
@@ -86,6 +95,9 @@ def load_points(data: Path, split: str, max_convs: int | None, seed: int):
         turns = conversation_turns(conv)
         for p in decision_points(conv, turns):
             points.append((turns, p))
+    if max_points is not None and max_points < len(points):
+        keep = sorted(random.Random(seed).sample(range(len(points)), max_points))
+        points = [points[i] for i in keep]
     return convs, points
 
 
@@ -281,39 +293,121 @@ METRICS = ("cut@300ms", "cut@600ms", "lat@5%", "lat@10%")
 
 
 def calibrate(
-    data: Path, n_convs: int, seed: int, model, cache: dict
-) -> tuple[float, tuple, float]:
-    """The fusion's logit scale and the engine's operating point, chosen on Switchboard *val*
-    (lag 0.3 s): the scale with the best mean relative gain over silence-only across the four
-    budgets; that scale's best (threshold, action delay, timeout) at the 10% cut-off budget;
-    and the lowest threshold that keeps cut-offs within 10% at the engine's own delay bounds
-    (:class:`caesura.TurnOptions` ``min_delay_ms`` / ``max_delay_ms``, product choices: a
-    300 ms floor and a 3.3 s cap), which is what ``TurnOptions`` ships as ``end_threshold``
-    with that ``logit_scale``."""
-    _, points = load_points(data, "val", n_convs, seed)
-    is_end = np.asarray([p.label == "END" for _, p in points])
-    dur = np.asarray([p.duration for _, p in points])
-    keys, ctx_list, pending = contexts_for(points, [0.3])
-    pm, _ = model_scores(ctx_list, keys[0.3], pending[0.3], model, cache)
-    base = summarise(silence_ops(is_end, dur))
-    best, best_gain, best_op = 1.0, -math.inf, ()
+    data: Path,
+    corpora: Sequence[str],
+    n_convs: int,
+    max_points: int | None,
+    seed: int,
+    model,
+    cache: dict,
+) -> dict:
+    """The fusion's logit scale and the engine's threshold, chosen on the *val* splits of every
+    corpus at once (lag 0.3 s), so that no register is traded for another:
+
+    * the scale with the best *worst-corpus* mean relative gain over silence-only across the
+      four budgets;
+    * the engine threshold (``TurnOptions.end_threshold``, with the engine's own 300-3300 ms
+      delay bounds): the lowest that keeps the corpora's mean false cut-off rate within 10%,
+      each corpus weighing the same.
+
+    Returns the choice and, per corpus, the val gains and the engine's val operating point."""
+    sets = []
+    for corpus in corpora:
+        _, points = load_points(data, corpus, "val", n_convs, seed, max_points)
+        if not points:
+            continue
+        is_end = np.asarray([p.label == "END" for _, p in points])
+        dur = np.asarray([p.duration for _, p in points])
+        keys, ctx_list, pending = contexts_for(points, [0.3])
+        pm, _ = model_scores(ctx_list, keys[0.3], pending[0.3], model, cache)
+        sets.append((corpus, pm, is_end, dur, summarise(silence_ops(is_end, dur))))
+    best, best_gain, gains_at_best = 1.0, -math.inf, {}
     for scale in SCALES:
-        r = summarise(sweep(fused(pm, scale), is_end, dur, n_thr=100))
-        gain = float(np.mean([(base[m][0] - r[m][0]) / base[m][0] for m in METRICS]))
-        log.info("  calibration on val: logit scale %.2f -> mean gain %.1f%%", scale, gain * 100)
-        if gain > best_gain:
-            best, best_gain, best_op = scale, gain, tuple(r["lat@10%"][1][2:])
+        gains = {}
+        for corpus, pm, is_end, dur, base in sets:
+            r = summarise(sweep(fused(pm, scale), is_end, dur, n_thr=100))
+            gains[corpus] = float(np.mean([(base[m][0] - r[m][0]) / base[m][0] for m in METRICS]))
+        worst = min(gains.values())
+        log.info(
+            "  calibration on val: logit scale %.2f -> gains %s",
+            scale,
+            {k: f"{v:.1%}" for k, v in gains.items()},
+        )
+        if worst > best_gain:
+            best, best_gain, gains_at_best = scale, worst, gains
     opts = TurnOptions()
-    scores = fused(pm, best)
+    lo, hi = opts.min_delay_ms / 1000.0, opts.max_delay_ms / 1000.0
+    scored = [(c, fused(pm, best), is_end, dur) for c, pm, is_end, dur, _ in sets]
     engine_thr = 1.0
     for thr in np.round(np.arange(0.990, 0.0, -0.005), 3):  # falling: cut-offs only grow
-        _, cut = fixed_policy(
-            scores, is_end, dur, thr, opts.min_delay_ms / 1000.0, opts.max_delay_ms / 1000.0
-        )
-        if cut > 0.10:
+        cuts = [fixed_policy(sc, e, d, thr, lo, hi)[1] for _, sc, e, d in scored]
+        if float(np.mean(cuts)) > 0.10:
             break
         engine_thr = float(thr)
-    return best, best_op, engine_thr
+    per_corpus = {}
+    for c, sc, e, d in scored:
+        lat, cut = fixed_policy(sc, e, d, engine_thr, lo, hi)
+        per_corpus[c] = {
+            "gain": gains_at_best.get(c),
+            "latency": lat,
+            "cut": cut,
+            "silence_cut_same_latency": silence_cut_at(d[~e], lat),
+        }
+    return {"logit_scale": best, "engine_threshold": engine_thr, "val": per_corpus}
+
+
+def silence_cut_at(hold_durations: np.ndarray, latency: float) -> float:
+    """The false cut-off rate of a fixed silence of ``latency`` seconds: its mean END latency
+    is exactly that delay, and it cuts off every HOLD that lasts longer."""
+    return float((latency < hold_durations - 1e-9).mean())
+
+
+def engine_vs_silence(
+    scores: np.ndarray,
+    is_end: np.ndarray,
+    dur: np.ndarray,
+    conv: np.ndarray,
+    opts: dict,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """The shipped engine's policy against a fixed silence at the same mean END latency:
+    false cut-off rates, the relative reduction (1 - engine / silence) and its 95% CI from a
+    bootstrap over conversations (each resample re-matches the silence to its own latency)."""
+    lo, hi = opts["min_delay_ms"] / 1000.0, opts["max_delay_ms"] / 1000.0
+    fire = np.minimum(next_pass(scores >= opts["end_threshold"])[:, _col(lo)], hi)
+    cut_pt = fire < dur - 1e-9
+
+    def stats(idx: np.ndarray) -> tuple[float, float, float]:
+        e, h = idx[is_end[idx]], idx[~is_end[idx]]
+        lat = float(fire[e].mean())
+        cut = float(cut_pt[h].mean())
+        return lat, cut, silence_cut_at(dur[h], lat)
+
+    lat, cut, sil = stats(np.arange(len(scores)))
+    ids, inv = np.unique(conv, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    rel = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        idx = np.concatenate([members[k] for k in pick])
+        if not is_end[idx].any() or is_end[idx].all():
+            continue
+        _, c, sc = stats(idx)
+        if sc > 0:
+            rel.append(1.0 - c / sc)
+    lo_ci, hi_ci = np.percentile(rel, [2.5, 97.5]) if rel else (math.nan, math.nan)
+    return {
+        "latency": lat,
+        "cut": cut,
+        "silence_cut": sil,
+        "reduction": 1.0 - cut / sil if sil > 0 else math.nan,
+        "ci95": [float(lo_ci), float(hi_ci)],
+        "ends_at_cap": float((fire[is_end] >= hi - 1e-9).mean()),
+        "conversations": len(ids),
+    }
 
 
 def fixed_policy(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, thr, delay, timeout):
@@ -338,90 +432,35 @@ def load_model(kind: str, path: Path | None):
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("CAESURA_DATA", ROOT.parent / "shared" / "data")),
-    )
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--lags", default="0,0.3,0.5")
-    ap.add_argument("--max-conversations", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--scorer", choices=("auto", "model", "heuristic", "none"), default="auto")
-    ap.add_argument(
-        "--model-path", type=Path, default=None, help="an exported model folder (default: bundled)"
-    )
-    ap.add_argument(
-        "--logit-scale",
-        default="calibrate",
-        help="model log-odds scale in fusion: a number, or 'calibrate' (chosen on val)",
-    )
-    ap.add_argument(
-        "--calibrate-conversations", type=int, default=200, help="val conversations for calibration"
-    )
-    ap.add_argument("--cache", type=Path, default=None, help="pickle of model scores per context")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    sw = args.data / "eot" / "switchboard" / f"{args.split}.tsv.gz"
-    if not sw.is_file():
-        print(f"skipping benchmarks/turns.py: Switchboard data not found at {sw} (pass --data)")
-        return 0
-    lags = [float(x) for x in args.lags.split(",")]
+def evaluate_corpus(
+    args, corpus: str, lags: Sequence[float], model, cache: dict, scale: float, results: dict
+) -> dict | None:
+    """Every policy family on one corpus's test split; None when the corpus is absent."""
     t0 = time.perf_counter()
-    convs, points = load_points(args.data, args.split, args.max_conversations, args.seed)
+    _convs, points = load_points(
+        args.data, corpus, args.split, args.max_conversations, args.seed, args.max_points or None
+    )
+    if not points:
+        log.warning("%s: no %s data under %s, skipped", corpus, args.split, args.data)
+        return None
     is_end = np.asarray([p.label == "END" for _, p in points])
     dur = np.asarray([p.duration for _, p in points])
+    conv_ids = np.asarray([p.conv for _, p in points])
     log.info(
-        "%s: %d conversations, %d HOLD, %d END (%.1f s)",
+        "%s %s: %d conversations, %d HOLD, %d END (%.1f s)",
+        corpus,
         args.split,
-        len(convs),
+        len({p.conv for _, p in points}),
         int((~is_end).sum()),
         int(is_end.sum()),
         time.perf_counter() - t0,
     )
-    model = load_model(args.scorer, args.model_path)
-    model_name = None
-    if model is not None:
-        cfg = model.config
-        model_name = f"{cfg.get('name', 'EndOfTurnModel')} ({args.model_path or 'bundled'})"
-    cache: dict = {}
-    if args.cache is not None and args.cache.is_file():
-        with args.cache.open("rb") as fh:
-            cache = pickle.load(fh)
-        log.info("loaded %d cached model scores from %s", len(cache), args.cache)
-
-    results: dict = {
-        "split": args.split,
-        "conversations": len(convs),
+    res: dict = {
+        "conversations": len({p.conv for _, p in points}),
         "holds": int((~is_end).sum()),
         "ends": int(is_end.sum()),
-        "model": model_name,
         "lags": {},
-    }
-    scale = 1.0
-    if model is not None:
-        if args.logit_scale == "calibrate":
-            scale, val_op, engine_thr = calibrate(
-                args.data, args.calibrate_conversations, args.seed, model, cache
-            )
-            results["val_operating_point"] = dict(
-                zip(("threshold", "delay", "timeout"), val_op, strict=True)
-            )
-            results["val_engine_threshold"] = engine_thr
-        else:
-            scale = float(args.logit_scale)
-        log.info("fusion logit scale: %.2f", scale)
-    results["logit_scale"] = scale
-    defaults = TurnOptions()
-    results["engine_defaults"] = {
-        "options": {
-            k: getattr(defaults, k)
-            for k in ("logit_scale", "end_threshold", "min_delay_ms", "max_delay_ms")
-        }
+        "engine_defaults": {},
     }
     t1 = time.perf_counter()
     all_keys, ctx_list, all_pending = contexts_for(points, lags)
@@ -434,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache is not None:
             with args.cache.open("wb") as fh:
                 pickle.dump(cache, fh)
+    opts = results["engine_options"]
     for lag in lags:
-        t1 = time.perf_counter()
         keys = all_keys[lag]
         k_auc = round(max(lag, QUERY_STEP) / QUERY_STEP) - 1
         fams: dict[str, tuple[list, float]] = {}
@@ -451,24 +490,111 @@ def main(argv: list[str] | None = None) -> int:
             fams["model+fusion"] = (sweep(fused(pm, scale), is_end, dur), a_m)
             if pm_stale is not pm:  # the same, with pending words scored as if complete
                 fams["model+fusion, no pending"] = (sweep(fused(pm_stale, scale), is_end, dur), a_m)
-            opts = results["engine_defaults"]["options"]
-            lat, cut = fixed_policy(
-                fused(pm, opts["logit_scale"]),
-                is_end,
-                dur,
-                opts["end_threshold"],
-                opts["min_delay_ms"] / 1000.0,
-                opts["max_delay_ms"] / 1000.0,
+            res["engine_defaults"][str(lag)] = engine_vs_silence(
+                fused(pm, opts["logit_scale"]), is_end, dur, conv_ids, opts, seed=args.seed
             )
-            results["engine_defaults"][str(lag)] = {"latency": lat, "cut": cut}
-        log.info("lag %.1f s: swept in %.1f s", lag, time.perf_counter() - t1)
-        results["lags"][str(lag)] = {
+        res["lags"][str(lag)] = {
             name: {
                 "auc": a,
                 **{k: {"value": v, "policy": pol} for k, (v, pol) in summarise(ops).items()},
             }
             for name, (ops, a) in fams.items()
         }
+    log.info("%s done in %.0f s", corpus, time.perf_counter() - t0)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("CAESURA_DATA", ROOT.parent / "shared" / "data")),
+    )
+    ap.add_argument("--split", default="test")
+    ap.add_argument(
+        "--corpora",
+        default="switchboard,ami,earnings22",
+        help="word-timed corpora, each scored on its own (comma separated)",
+    )
+    ap.add_argument("--lags", default="0,0.3,0.5")
+    ap.add_argument("--max-conversations", type=int, default=None)
+    ap.add_argument(
+        "--max-points",
+        type=int,
+        default=8000,
+        help="decision points per corpus (a seeded sample; 0 = all)",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scorer", choices=("auto", "model", "heuristic", "none"), default="auto")
+    ap.add_argument(
+        "--model-path", type=Path, default=None, help="an exported model folder (default: bundled)"
+    )
+    ap.add_argument(
+        "--logit-scale",
+        default="calibrate",
+        help="model log-odds scale in fusion: a number, or 'calibrate' (chosen on val)",
+    )
+    ap.add_argument(
+        "--calibrate-conversations",
+        type=int,
+        default=200,
+        help="val conversations per corpus for calibration",
+    )
+    ap.add_argument("--cache", type=Path, default=None, help="pickle of model scores per context")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
+    if not (args.data / "eot").is_dir():
+        print(f"skipping benchmarks/turns.py: no eot corpora under {args.data} (pass --data)")
+        return 0
+    lags = [float(x) for x in args.lags.split(",")]
+    model = load_model(args.scorer, args.model_path)
+    model_name = None
+    if model is not None:
+        cfg = model.config
+        model_name = f"{cfg.get('name', 'EndOfTurnModel')} ({args.model_path or 'bundled'})"
+    cache: dict = {}
+    if args.cache is not None and args.cache.is_file():
+        with args.cache.open("rb") as fh:
+            cache = pickle.load(fh)
+        log.info("loaded %d cached model scores from %s", len(cache), args.cache)
+    defaults = TurnOptions()
+    results: dict = {
+        "split": args.split,
+        "model": model_name,
+        "engine_options": {
+            k: getattr(defaults, k)
+            for k in ("logit_scale", "end_threshold", "min_delay_ms", "max_delay_ms")
+        },
+        "corpora": {},
+    }
+    scale = 1.0
+    if model is not None:
+        if args.logit_scale == "calibrate":
+            results["calibration"] = calibrate(
+                args.data,
+                corpora,
+                args.calibrate_conversations,
+                args.max_points or None,
+                args.seed,
+                model,
+                cache,
+            )
+            scale = results["calibration"]["logit_scale"]
+        else:
+            scale = float(args.logit_scale)
+        log.info("fusion logit scale: %.2f", scale)
+    results["logit_scale"] = scale
+    for corpus in corpora:
+        res = evaluate_corpus(args, corpus, lags, model, cache, scale, results)
+        if res is not None:
+            results["corpora"][corpus] = res
+    if not results["corpora"]:
+        print(f"skipping benchmarks/turns.py: none of {corpora} found under {args.data}")
+        return 0
     print_table(results)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1))
@@ -484,60 +610,71 @@ def _fmt(metric: str, v: float, base: float) -> str:
 
 
 def print_table(results: dict) -> None:
+    opts = results["engine_options"]
     print()
     print(
-        f"Switchboard {results['split']}: {results['conversations']} conversations, "
-        f"{results['holds']} HOLD, {results['ends']} END; model: {results['model']}; "
-        f"fusion logit scale {results.get('logit_scale', 1.0)}"
+        f"model: {results['model']}; fusion logit scale {results.get('logit_scale', 1.0)};"
+        f" split {results['split']}"
     )
-    if "val_operating_point" in results:
-        op = results["val_operating_point"]
+    if "calibration" in results:
+        cal = results["calibration"]
         print(
-            f"val operating point at 10% cut-offs (lag 0.3 s): threshold {op['threshold']:.3f}, "
-            f"action delay {op['delay']:.1f} s, timeout {op['timeout']:.1f} s"
+            f"calibrated on every corpus's val split at lag 0.3 s: logit scale "
+            f"{cal['logit_scale']}, engine threshold for a mean of <= 10% cut-offs at the"
+            f" engine's delay bounds: {cal['engine_threshold']:.3f}"
         )
-    if "val_engine_threshold" in results:
+        for c, v in cal["val"].items():
+            print(
+                f"  val {c}: mean gain over silence {v['gain'] or 0:.1%}; at that threshold "
+                f"{v['latency'] * 1000:.0f} ms / {v['cut']:.1%} cut-offs (silence at the same"
+                f" latency {v['silence_cut_same_latency']:.1%})"
+            )
+    for corpus, res in results["corpora"].items():
         print(
-            "val threshold for <= 10% cut-offs (lag 0.3 s) at the engine's delay bounds: "
-            f"{results['val_engine_threshold']:.3f}"
+            f"\n## {corpus} {results['split']}: {res['conversations']} conversations, "
+            f"{res['holds']} HOLD, {res['ends']} END"
         )
-    engine = dict(results["engine_defaults"])
-    opts = engine.pop("options")
-    for lag, r in engine.items():
-        print(
-            f"engine defaults (TurnOptions(): logit scale {opts['logit_scale']}, threshold "
-            f"{opts['end_threshold']}, delays {opts['min_delay_ms']:.0f}-"
-            f"{opts['max_delay_ms']:.0f} ms) at lag {float(lag):.1f} s: mean END latency "
-            f"{r['latency'] * 1000:.0f} ms, {r['cut'] * 100:.1f}% false cut-offs"
-        )
-    for lag, fams in results["lags"].items():
-        print(f"\n### lag {float(lag):.1f} s\n")
-        print(
-            "| policy | cut-off @300 ms | cut-off @600 ms | latency @5% | latency @10% | ROC-AUC |"
-        )
-        print("|---|---|---|---|---|---|")
-        base = fams["silence"]
-        for name, r in fams.items():
-            cells = []
-            for m in METRICS:
-                v = r[m]["value"]
+        for lag, r in res["engine_defaults"].items():
+            print(
+                f"engine defaults (TurnOptions(): logit scale {opts['logit_scale']}, threshold "
+                f"{opts['end_threshold']}, delays {opts['min_delay_ms']:.0f}-"
+                f"{opts['max_delay_ms']:.0f} ms) at lag {float(lag):.1f} s: mean END latency "
+                f"{r['latency'] * 1000:.0f} ms, {r['cut']:.1%} false cut-offs; silence at the"
+                f" same latency {r['silence_cut']:.1%}: {r['reduction']:+.1%} fewer"
+                f" (95% CI {r['ci95'][0]:+.1%} .. {r['ci95'][1]:+.1%}, bootstrap over"
+                f" {r['conversations']} conversations); END at the cap {r['ends_at_cap']:.1%}"
+            )
+        for lag, fams in res["lags"].items():
+            print(f"\n### {corpus}, lag {float(lag):.1f} s\n")
+            print(
+                "| policy | cut-off @300 ms | cut-off @600 ms | latency @5% | latency @10% |"
+                " ROC-AUC |"
+            )
+            print("|---|---|---|---|---|---|")
+            base = fams["silence"]
+            for name, r in fams.items():
+                cells = []
+                for m in METRICS:
+                    v = r[m]["value"]
+                    if name == "silence":
+                        cells.append(
+                            _fmt("cut" if m.startswith("cut") else "lat", v, 0.0).split(" (")[0]
+                        )
+                    else:
+                        cells.append(_fmt(m, v, base[m]["value"]))
+                print(f"| {name} | " + " | ".join(cells) + f" | {r['auc']:.3f} |")
+            print()
+            for name, r in fams.items():
                 if name == "silence":
-                    cells.append(
-                        _fmt("cut" if m.startswith("cut") else "lat", v, 0.0).split(" (")[0]
-                    )
-                else:
-                    cells.append(_fmt(m, v, base[m]["value"]))
-            print(f"| {name} | " + " | ".join(cells) + f" | {r['auc']:.3f} |")
-        print()
-        for name, r in fams.items():
-            if name == "silence":
-                continue
-            pols = []
-            for m in METRICS:
-                pol = r[m]["policy"]
-                if pol is not None:
-                    pols.append(f"{m}: thr={pol[2]:.3f} delay={pol[3]:.1f} timeout={pol[4]:.2f}")
-            print(f"- {name}: " + "; ".join(pols))
+                    continue
+                pols = []
+                for m in METRICS:
+                    pol = r[m]["policy"]
+                    if pol is not None:
+                        pols.append(
+                            f"{m}: thr={pol[2]:.3f} delay={pol[3]:.1f} timeout={pol[4]:.2f}"
+                        )
+                print(f"- {name}: " + "; ".join(pols))
 
 
 if __name__ == "__main__":

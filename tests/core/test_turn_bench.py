@@ -77,3 +77,30 @@ def test_auc_handles_ties(bench):
 def test_skips_cleanly_without_data(bench, tmp_path, capsys):
     assert bench.main(["--data", str(tmp_path / "nothing")]) == 0
     assert "skipping" in capsys.readouterr().out
+
+
+def test_silence_at_a_latency_cuts_off_the_longer_holds(bench):
+    holds = np.array([0.25, 0.5, 0.8, 1.2, 2.0])
+    assert bench.silence_cut_at(holds, 0.7) == pytest.approx(3 / 5)
+    assert bench.silence_cut_at(holds, 2.0) == 0.0
+
+
+def test_engine_against_silence_at_equal_latency(bench):
+    is_end, dur = synthetic(seed=3)
+    conv = np.arange(is_end.size) % 20  # 20 conversations to resample
+    opts = {"end_threshold": 0.5, "min_delay_ms": 300.0, "max_delay_ms": 3300.0}
+    # words that tell END from HOLD: fires at 0.3 s on every END, never inside a HOLD
+    perfect = np.where(is_end[:, None], 0.9, 0.1) * np.ones((1, bench.QUERIES.size))
+    r = bench.engine_vs_silence(perfect, is_end, dur, conv, opts, n_boot=200)
+    assert r["latency"] == pytest.approx(0.3)
+    assert r["cut"] == pytest.approx(np.mean(dur[~is_end] > 3.3))
+    assert r["silence_cut"] == pytest.approx(np.mean(dur[~is_end] > 0.3 + 1e-9))
+    assert r["reduction"] == pytest.approx(1.0)
+    assert r["ci95"][0] > 0.9
+    # words that say nothing: the engine is a fixed silence of its own latency, no gain
+    blind = np.full_like(perfect, 0.2)
+    blind[:, 9:] = 0.6  # passes from the 1.0 s query on, for every pause alike
+    r = bench.engine_vs_silence(blind, is_end, dur, conv, opts, n_boot=200)
+    assert r["latency"] == pytest.approx(1.0)
+    assert r["reduction"] == pytest.approx(0.0, abs=1e-9)
+    assert r["ci95"][0] <= 0.0 <= r["ci95"][1]

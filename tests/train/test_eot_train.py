@@ -110,6 +110,55 @@ def _written(path: Path, n: int, rng: random.Random) -> None:
             fh.write(json.dumps({"id": str(i), "turns": turns}) + "\n")
 
 
+def _ami(path: Path, meetings: int, rng: random.Random) -> None:
+    """Three speakers; word times fold pauses inside a segment, gaps only between segments."""
+    lines = ["conv\tspeaker\tstart\tend\tword\tseg"]
+    for m in range(meetings):
+        t, seg = 0.0, 0
+        for turn in range(15):
+            spk = "ABC"[rng.randrange(3) if turn else 0]
+            for _ in range(rng.choice([1, 1, 2])):
+                seg += 1
+                for w in _sentence(rng):
+                    lines.append(f"M{m:03d}\t{spk}\t{t:.2f}\t{t + 0.35:.2f}\t{w.title()}\t{seg}")
+                    t += 0.35
+                t += rng.choice([0.4, 0.9, 1.5])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def _earnings22(path: Path, calls: int, rng: random.Random) -> None:
+    """Two speakers; about a quarter of the tokens without times, punctuation in a column."""
+    lines = ["conv\tspeaker\tstart\tend\tword\tpunct"]
+    for c in range(calls):
+        t = 0.0
+        for turn in range(10):
+            words = _sentence(rng)
+            for k, w in enumerate(words):
+                timed = rng.random() > 0.25
+                s, e = (f"{t:.2f}", f"{t + 0.3:.2f}") if timed else ("", "")
+                punct = "." if k == len(words) - 1 else ""
+                lines.append(f"call{c:03d}\t{turn % 2}\t{s}\t{e}\t{w}\t{punct}")
+                t += 0.3 + rng.choice([0.0, 0.0, 0.4])
+            t += 0.6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def _commands(root: Path, rng: random.Random) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, splits in (
+        ("snips", ("train", "train", "train", "validate")),
+        ("clinc150", ("train", "val", "test", "oos_test")),
+    ):
+        with gzip.open(root / f"{name}.jsonl.gz", "wt") as fh:
+            for i in range(80):
+                text = " ".join(_sentence(rng)) + f" {i}"
+                fh.write(json.dumps({"text": text, "split": splits[i % 4], "source": name}) + "\n")
+
+
 @pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
@@ -121,6 +170,10 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _written(eot / "sgd" / "dev.jsonl.gz", 20, rng)
     _written(eot / "multiwoz" / "val.jsonl.gz", 10, rng)
     _written(eot / "taskmaster4" / "all.jsonl.gz", 10, rng)
+    for split, n in (("train", 6), ("dev", 3), ("eval", 3)):
+        _ami(eot / "ami" / f"{split}.tsv.gz", n, rng)
+    _earnings22(eot / "earnings22" / "all.tsv.gz", 10, rng)
+    _commands(eot / "commands", rng)
     return root
 
 
@@ -171,7 +224,9 @@ def test_training_run_writes_checkpoints(trained: Path) -> None:
         assert (trained / name).is_file(), name
     history = json.loads((trained / "history.json").read_text())
     assert history[-1]["step"] == 6
-    assert 0.0 <= history[-1]["sb_val_auc"] <= 1.0
+    # every corpus is validated on its own (each word-timed corpus, written, commands, short)
+    for key in ("sb", "ami", "e22", "written", "commands", "short"):
+        assert 0.0 <= history[-1][f"{key}_val_auc"] <= 1.0, key
     # stage 2 (pause fine-tuning): three seeded runs of 3 steps each, evaluated, averaged
     for run in range(3):
         stage2 = json.loads((trained / f"stage2-run{run}" / "history_stage2.json").read_text())
@@ -353,7 +408,8 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
     slow = pending_reference(scorer, short, starts, k)
     fast = _ort_scores(out / "model_fp32.onnx", short, 0, next_words=k)
     np.testing.assert_allclose(fast, slow, atol=1e-5)
-    assert not np.allclose(slow, score_contexts(scorer, short), atol=1e-3)  # another question
+    # another question: a different answer (relative, since a tiny model's P(eot) can be ~0.003)
+    assert not np.allclose(slow, score_contexts(scorer, short), rtol=1e-2, atol=0)
     # the next-word part sits behind an If: with no candidates it is skipped, not run empty
     import onnx  # noqa: PLC0415
 

@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         " auto (bf16 where the hardware has it, float32 elsewhere)",
     )
     ap.add_argument(
-        "--switchboard-share", type=float, default=0.65, help="share of stage-1 windows"
+        "--spoken-share",
+        type=float,
+        default=0.65,
+        help="share of stage-1 windows from conversation (the rest: written dialogues, commands)",
     )
     ap.add_argument("--eot-weight", type=float, default=1.0)
     ap.add_argument("--vocab", type=int, default=4096)
@@ -160,17 +163,31 @@ def main(argv: list[str] | None = None) -> int:
     from tokenizers import Tokenizer  # noqa: PLC0415
 
     from caesura.eot._text import linearise  # noqa: PLC0415
+    from caesura.train import corpora  # noqa: PLC0415
     from caesura.train import data as tdata  # noqa: PLC0415
-    from caesura.train import switchboard as sb  # noqa: PLC0415
     from caesura.train.loop import TrainConfig, train  # noqa: PLC0415
     from caesura.train.model import ModelConfig  # noqa: PLC0415
 
     t0 = time.time()
     rng = random.Random(args.seed)
-    sb_train = sb.load_conversations(eot_dir / "switchboard" / "train.tsv.gz")
-    sb_val = sb.load_conversations(eot_dir / "switchboard" / "val.tsv.gz")
+    train_convs = tdata.timed_corpora(args.data, "train")
+    val_convs = tdata.timed_corpora(args.data, "val")
     if args.limit_convs:
-        sb_train, sb_val = sb_train[: args.limit_convs], sb_val[: max(2, args.limit_convs // 4)]
+        train_convs = {k: v[: args.limit_convs] for k, v in train_convs.items()}
+        val_convs = {k: v[: max(2, args.limit_convs // 4)] for k, v in val_convs.items()}
+    commands_train = commands_val = None
+    if (eot_dir / "commands").is_dir():
+        commands_train = tdata.command_dialogues(
+            corpora.load_commands(args.data, "train"), args.seed
+        )
+        commands_val = tdata.command_dialogues(corpora.load_commands(args.data, "val"), args.seed)
+        if args.limit_convs:
+            commands_train = commands_train[: args.limit_convs * 10]
+    logger.info(
+        "word-timed conversations: %s (%.0f s)",
+        {k: len(v) for k, v in train_convs.items()},
+        time.time() - t0,
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     streams: dict[str, Any] = {}
@@ -179,31 +196,55 @@ def main(argv: list[str] | None = None) -> int:
         tok = Tokenizer.from_file(str(args.from_checkpoint.parent / "tokenizer.json"))
         tok.save(str(out / "tokenizer.json"))
     else:
-        sw = tdata.switchboard_dialogues(sb_train, rng) + tdata.switchboard_dialogues(sb_train, rng)
+        # every word-timed conversation twice (a different speaker as the user each time),
+        # then the untimed spoken text (earnings calls, podcasts)
+        spoken = [
+            d
+            for convs in train_convs.values()
+            for d in tdata.conversation_dialogues(convs, rng)
+            + tdata.conversation_dialogues(convs, rng)
+        ] + tdata.text_dialogues(args.data, rng)
         wr = tdata.written_dialogues(args.data, rng)
+        if commands_train:
+            wr += [[(r, tdata.styled(t, rng)) for r, t in d] for d in commands_train]
+        # short complete answers to agents' questions ("yeah", "no thanks") as closed turns
+        short = tdata.short_answer_set(tdata.written_train_raw(args.data), seed=args.seed)
+        wr += [
+            [*c[:-1], ("user", tdata.styled(c[-1][1], rng))]
+            for c, y in zip(short.contexts, short.labels, strict=True)
+            if y == 1
+        ]
         if args.limit_convs:
             wr = wr[: args.limit_convs * 10]
+        rng.shuffle(spoken)
         logger.info(
-            "dialogues: switchboard %d, written %d (%.0f s)", len(sw), len(wr), time.time() - t0
+            "dialogues: spoken %d, written %d (%.0f s)", len(spoken), len(wr), time.time() - t0
         )
         tok = tdata.train_tokenizer(
-            (linearise(d, close_last=True) for d in sw[: len(sw) // 2] + wr), args.vocab
+            (linearise(d, close_last=True) for d in spoken[: len(spoken) // 2] + wr), args.vocab
         )
         tok.save(str(out / "tokenizer.json"))
         streams = {
-            "switchboard": tdata.token_stream(tok, sw),
+            "spoken": tdata.token_stream(tok, spoken),
             "written": tdata.token_stream(tok, wr),
         }
         logger.info(
             "tokens: %s (%.0f s)", {k: len(v) for k, v in streams.items()}, time.time() - t0
         )
     sgd_dev = tdata.load_written(eot_dir / "sgd" / "dev.jsonl.gz")
+    short_names = {"switchboard": "sb", "ami": "ami", "earnings22": "e22"}
     evals = {
-        "sb_val": tdata.switchboard_eval(sb_val, max_points=args.val_points, seed=args.seed),
-        "written_val": tdata.written_truncation_eval(
-            sgd_dev, style="stt", max_turns=250, seed=args.seed
-        ),
+        f"{short_names[k]}_val": tdata.pause_eval(v, max_points=args.val_points, seed=args.seed)
+        for k, v in val_convs.items()
     }
+    evals["written_val"] = tdata.written_truncation_eval(
+        sgd_dev, style="stt", max_turns=250, seed=args.seed
+    )
+    if commands_val:
+        evals["commands_val"] = tdata.written_truncation_eval(
+            commands_val, style="stt", max_turns=250, seed=args.seed
+        )
+    evals["short_val"] = tdata.short_answer_set(sgd_dev, max_items=150, seed=args.seed)
     mcfg = ModelConfig(
         vocab_size=tok.get_vocab_size(),
         context=args.context,
@@ -219,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch,
         lr=args.lr,
         eot_weight=args.eot_weight,
-        switchboard_share=args.switchboard_share,
+        spoken_share=args.spoken_share,
         eval_every_minutes=args.eval_every_minutes,
         threads=args.threads,
         seed=args.seed,
@@ -265,8 +306,11 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             **{k: v for k, v in given.items() if v is not None},
         )
-        sets = build_finetune_set(sb_train, written_raw, args.seed, base.lags)
-        windows = pause_windows(sb_train, tok, args.seed) if base.windows_per_step else None
+        sets = build_finetune_set(
+            train_convs, written_raw, args.seed, base.lags, commands=commands_train
+        )
+        pooled = [c for convs in train_convs.values() for c in convs]
+        windows = pause_windows(pooled, tok, args.seed) if base.windows_per_step else None
         stage1, bests = best, []
         for run in range(args.finetune_runs):
             fcfg = dataclasses.replace(base, seed=args.seed + run)

@@ -17,15 +17,22 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from caesura.eot._text import EOT, SEP, SPECIAL_TOKENS, linearise, read_window
+from caesura.train import corpora
 from caesura.train import switchboard as sb
 from caesura.train.text import stt_style, words_to_digits
 
 __all__ = [
     "Dialogue",
     "EvalSet",
+    "command_dialogues",
+    "concat_sets",
+    "conversation_dialogues",
     "load_written",
-    "switchboard_dialogues",
-    "switchboard_eval",
+    "pause_eval",
+    "short_answer_set",
+    "speaker_dialogues",
+    "text_dialogues",
+    "timed_corpora",
     "token_stream",
     "train_tokenizer",
     "written_dialogues",
@@ -73,14 +80,15 @@ def written_dialogues(data: Path, rng: random.Random, *, copies: int = 1) -> lis
     return [[(r, styled(t, rng)) for r, t in d] for _ in range(copies) for d in raw]
 
 
-def switchboard_dialogues(
+def conversation_dialogues(
     convs: Sequence[sb.Conversation], rng: random.Random, *, p_digits: float = 0.2
 ) -> list[Dialogue]:
-    """Switchboard conversations as turn lists; speaker roles assigned at random per call."""
+    """Word-timed conversations as turn lists; one speaker drawn at random per conversation is
+    the user, every other speaker the agent."""
     out = []
     for conv in convs:
         turns = sb.conversation_turns(conv)
-        user = rng.choice(["A", "B"])
+        user = rng.choice(sorted({t.speaker for t in turns}))
         d = []
         for t in turns:
             text = t.text
@@ -89,6 +97,83 @@ def switchboard_dialogues(
             d.append(("user" if t.speaker == user else "agent", text))
         out.append(d)
     return out
+
+
+# Each word-timed corpus's split files: our name of the split → (loader, file, its split).
+TIMED_SPLITS = {
+    "switchboard": {"train": "train", "val": "val", "test": "test"},
+    "ami": {"train": "train", "val": "dev", "test": "eval"},
+    "earnings22": {"train": "train", "val": "val", "test": "test"},
+}
+
+
+def timed_corpora(
+    data: Path, split: str, only: Sequence[str] | None = None
+) -> dict[str, list[sb.Conversation]]:
+    """The word-timed conversations of ``split`` (``train``, ``val`` or ``test``) of every
+    corpus present under ``data/eot`` (or of those named in ``only``): Switchboard, AMI (its
+    dev / eval as our val / test), Earnings-22 (split by call,
+    :func:`caesura.train.corpora.earnings22_split`)."""
+    eot = data / "eot"
+    out: dict[str, list[sb.Conversation]] = {}
+    want = set(TIMED_SPLITS if only is None else only)
+    unknown = want - set(TIMED_SPLITS)
+    if unknown:
+        raise ValueError(f"unknown corpus {sorted(unknown)}; known: {sorted(TIMED_SPLITS)}")
+    sw = eot / "switchboard" / f"{split}.tsv.gz"
+    if "switchboard" in want and sw.is_file():
+        out["switchboard"] = sb.load_conversations(sw)
+    ami = eot / "ami" / f"{TIMED_SPLITS['ami'][split]}.tsv.gz"
+    if "ami" in want and ami.is_file():
+        out["ami"] = corpora.load_ami(ami)
+    e22 = eot / "earnings22" / "all.tsv.gz"
+    if "earnings22" in want and e22.is_file():
+        out["earnings22"] = corpora.load_earnings22(e22, split)
+    return out
+
+
+def speaker_dialogues(
+    raw: Sequence[Sequence[tuple[str, str]]], rng: random.Random
+) -> list[Dialogue]:
+    """Dialogues of numbered speakers (calls, podcasts) → one speaker drawn as the user per
+    dialogue, the others the agent; each turn in STT or written style."""
+    out = []
+    for d in raw:
+        user = rng.choice(sorted({s for s, _ in d}))
+        out.append([("user" if s == user else "agent", styled(t, rng)) for s, t in d])
+    return out
+
+
+def text_dialogues(data: Path, rng: random.Random) -> list[Dialogue]:
+    """The spoken-register text without usable pauses, for stage 1: Earnings-22 train calls as
+    punctuated turns, Earnings-21, Rev16 (whichever are present)."""
+    eot = data / "eot"
+    raw: list[list[tuple[str, str]]] = []
+    if (eot / "earnings22" / "all.tsv.gz").is_file():
+        raw += corpora.load_earnings22_written(eot / "earnings22" / "all.tsv.gz", "train")
+    for name in ("earnings21", "rev16"):
+        if (eot / name / "all.jsonl.gz").is_file():
+            raw += corpora.load_speaker_dialogues(eot / name / "all.jsonl.gz")
+    return speaker_dialogues(raw, rng)
+
+
+AGENT_OPENERS = (
+    "How can I help you?",
+    "What can I do for you?",
+    "Hi! What would you like to do?",
+    "Anything else?",
+    "Sure. What else can I help with?",
+)
+
+
+def command_dialogues(commands: Sequence[str], seed: int) -> list[list[tuple[str, str]]]:
+    """Single assistant requests as raw dialogues (as written): half alone, half after an
+    agent's opening question."""
+    rng = random.Random(seed)
+    return [
+        [("user", c)] if rng.random() < 0.5 else [("agent", rng.choice(AGENT_OPENERS)), ("user", c)]
+        for c in commands
+    ]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
@@ -125,7 +210,7 @@ class EvalSet:
     meta: list[dict[str, float | str]]
 
 
-def switchboard_eval(
+def pause_eval(
     convs: Sequence[sb.Conversation],
     *,
     lag: float = 0.0,
@@ -182,6 +267,28 @@ def written_truncation_eval(
         labels.append(0)
         meta.append({"kind": "truncated"})
     return EvalSet(ctxs, np.asarray(labels, dtype=np.int8), meta)
+
+
+def short_answer_set(
+    dialogues: Sequence[Sequence[tuple[str, str]]], *, max_items: int | None = None, seed: int = 0
+) -> EvalSet:
+    """Short answers after an agent's question: complete (1, "yeah", "no thanks") and
+    unfinished (0, "and", "so um"); see :func:`caesura.train.corpora.short_answer_eval`."""
+    items = corpora.short_answer_eval(dialogues, max_items=max_items, seed=seed)
+    return EvalSet(
+        [c for c, _ in items],
+        np.asarray([y for _, y in items], dtype=np.int8),
+        [{"kind": "short"} for _ in items],
+    )
+
+
+def concat_sets(sets: Sequence[EvalSet]) -> EvalSet:
+    """One :class:`EvalSet` holding every item of ``sets`` in order."""
+    return EvalSet(
+        [c for s in sets for c in s.contexts],
+        np.concatenate([s.labels for s in sets]) if sets else np.zeros(0, dtype=np.int8),
+        [m for s in sets for m in s.meta],
+    )
 
 
 def encode_contexts(

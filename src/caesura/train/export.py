@@ -345,7 +345,7 @@ def export_and_validate(
     threshold = 0.5
     if data is not None and (data / "eot" / "switchboard" / "val.tsv.gz").is_file():
         convs = sb.load_conversations(data / "eot" / "switchboard" / "val.tsv.gz")
-        ev = tdata.switchboard_eval(convs, max_points=val_points, seed=7)
+        ev = tdata.pause_eval(convs, max_points=val_points, seed=7)
         ids = tdata.encode_contexts(tok, ev.contexts, read, window_hop)
         s8 = _ort_scores(int8, ids, pad_id)
         threshold = threshold_at_tpr(ev.labels, s8, 0.9)

@@ -50,6 +50,7 @@ from caesura.train.loop import (
     optimizer_step,
     resolve_precision,
     score_contexts,
+    selection_score,
 )
 from caesura.train.model import EotScorer, ModelConfig, build_model, eot_bce
 
@@ -78,7 +79,6 @@ class FinetuneConfig:
     min_lr_frac: float = 0.1
     warmup: int = 30
     weight_decay: float = 0.05
-    written_share: float = 0.3
     windows_per_step: int = 8  # whole-conversation windows labelled at every pause
     window_min_context: int = 32  # a window's pauses with less left context are not scored
     eval_every_minutes: float = 5.0
@@ -93,34 +93,58 @@ class FinetuneConfig:
 
 
 def build_finetune_set(
-    sb_train: list[sb.Conversation],
+    convs: dict[str, list[sb.Conversation]],
     written: list[list[tuple[str, str]]],
     seed: int,
     lags: tuple[float, ...] = LAGS,
+    *,
+    commands: list[list[tuple[str, str]]] | None = None,
+    max_points: int | None = 60000,
 ) -> dict[str, EvalSet]:
-    """Labelled contexts for stage 2: Switchboard pauses (the conversations split evenly
-    between ``lags``) and written truncations."""
+    """Labelled contexts for stage 2: each word-timed corpus's pauses (its conversations split
+    evenly between ``lags``; at most ``max_points`` per corpus), written truncations, command
+    truncations and short answers after an agent's question (from ``written``)."""
     rng = random.Random(seed)
-    convs = list(sb_train)
-    rng.shuffle(convs)
-    parts = [convs[i :: len(lags)] for i in range(len(lags))]
-    sw_sets = [tdata.switchboard_eval(p, lag=lag) for p, lag in zip(parts, lags, strict=True)]
-    sw = EvalSet(
-        [c for s in sw_sets for c in s.contexts],
-        np.concatenate([s.labels for s in sw_sets]),
-        [m for s in sw_sets for m in s.meta],
-    )
+    out: dict[str, EvalSet] = {}
+    for name, corpus in convs.items():
+        shuffled = list(corpus)
+        rng.shuffle(shuffled)
+        parts = [shuffled[i :: len(lags)] for i in range(len(lags))]
+        per = None if max_points is None else max(1, max_points // len(lags))
+        out[name] = tdata.concat_sets(
+            [
+                tdata.pause_eval(p, lag=lag, max_points=per, seed=seed + i)
+                for i, (p, lag) in enumerate(zip(parts, lags, strict=True))
+            ]
+        )
     half = len(written) // 2
-    wr_sets = [
-        tdata.written_truncation_eval(written[:half], style="stt", seed=seed),
-        tdata.written_truncation_eval(written[half:], style="written", seed=seed + 1),
-    ]
-    wr = EvalSet(
-        [c for s in wr_sets for c in s.contexts],
-        np.concatenate([s.labels for s in wr_sets]),
-        [m for s in wr_sets for m in s.meta],
+    out["written"] = tdata.concat_sets(
+        [
+            tdata.written_truncation_eval(written[:half], style="stt", seed=seed),
+            tdata.written_truncation_eval(written[half:], style="written", seed=seed + 1),
+        ]
     )
-    return {"switchboard": sw, "written": wr}
+    if commands:
+        half = len(commands) // 2
+        out["commands"] = tdata.concat_sets(
+            [
+                tdata.written_truncation_eval(commands[:half], style="stt", seed=seed + 2),
+                tdata.written_truncation_eval(commands[half:], style="written", seed=seed + 3),
+            ]
+        )
+    out["short"] = tdata.short_answer_set(written, seed=seed + 4)
+    return out
+
+
+# Stage 2's share of each set's single questions per step (renormalised over the sets present).
+SET_SHARES = {
+    "switchboard": 0.33,
+    "ami": 0.22,
+    "earnings22": 0.12,
+    "written": 0.2,
+    "commands": 0.08,
+    "short": 0.05,
+}
 
 
 @dataclass
@@ -154,7 +178,7 @@ class PauseWindows:
 
 
 def pause_windows(convs: list[sb.Conversation], tok: Tokenizer, seed: int) -> PauseWindows:
-    """:class:`PauseWindows` of Switchboard conversations, tokenised exactly as
+    """:class:`PauseWindows` of word-timed conversations, tokenised exactly as
     :func:`caesura.eot._text.linearise` renders them (each word with its leading space is its
     own pre-token, so per-word ids concatenate to the whole text's ids). The scored speaker
     (role "user") is drawn at random per conversation; the other speaker's turns are context."""
@@ -299,7 +323,7 @@ def finetune(
         history.append(rec)
         logger.info("stage 2 eval %s", json.dumps(rec))
         (out / "history_stage2.json").write_text(json.dumps(history, indent=1))
-        return metrics.get("sb_val_auc", 0.0)
+        return selection_score(metrics)
 
     t0 = time.time()
     best = evaluate(0)
@@ -308,7 +332,8 @@ def finetune(
     step = 0
     last_eval = time.time()
     names = list(enc)
-    share = np.array([1 - cfg.written_share, cfg.written_share])
+    share = np.array([SET_SHARES.get(k, 0.1) for k in names])
+    share = share / share.sum()
     loss_ema: float | None = None
     scorer.train()
 

@@ -13,7 +13,11 @@ This is the single place where the eot-bench style decision points are defined (
   same speaker form one turn).
 * END: the gap after a turn's last word when the next turn starts at or after that word's
   end (overlapped hand-overs are left out). HOLD: a pause of ``HOLD_MIN``-``HOLD_MAX`` s
-  between consecutive words of one turn.
+  between consecutive words of one turn. A pause next to a word whose time was not measured
+  (``Word.timed`` false: Earnings-22 tokens the aligner could not place) is neither.
+
+The other word-timed corpora (AMI, Earnings-22) load into the same :class:`Conversation` form
+in :mod:`caesura.train.corpora`, so every corpus's decision points come from this code.
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ class Word:
     start: float
     end: float
     text: str
+    timed: bool = True  # False: times interpolated (untimed token), no pause is read next to it
 
 
 @dataclass(frozen=True)
@@ -228,11 +233,16 @@ def decision_points(conv: Conversation, turns: Sequence[Turn] | None = None) -> 
         ws = turn.words
         for wi in range(len(ws) - 1):
             gap = ws[wi + 1].start - ws[wi].end
-            if HOLD_MIN <= gap <= HOLD_MAX:
+            if HOLD_MIN <= gap <= HOLD_MAX and ws[wi].timed and ws[wi + 1].timed:
                 out.append(
                     Pause(conv.conv, "HOLD", turn.speaker, ti, wi, ws[wi].end, ws[wi + 1].start)
                 )
-        if ti + 1 < len(turns) and turns[ti + 1].start >= turn.end:
+        if (
+            ti + 1 < len(turns)
+            and turns[ti + 1].start >= turn.end
+            and ws[-1].timed
+            and turns[ti + 1].words[0].timed
+        ):
             out.append(
                 Pause(
                     conv.conv, "END", turn.speaker, ti, len(ws) - 1, turn.end, turns[ti + 1].start
