@@ -2,12 +2,12 @@
 
 * Every word-timed corpus's test split, each on its own: Switchboard test, AMI eval,
   Earnings-22 test calls (decision points from ``caesura.train.switchboard``, loaders in
-  ``caesura.train.corpora``; DESIGN.md "Measuring end of turn"): ROC-AUC of END vs HOLD
-  with all words visible (lag 0) and with the words of the last 0.3 s and 0.5 s hidden (a
-  word is visible when its end time is at most ``pause start - lag``); TPR / TNR at the
-  shipped threshold (``unlikely_threshold('en')``) and the best TNR reachable at TPR ≥ 90%. At a lag the word before the pause is always
-  hidden, so the model is also asked what the turn engine asks then (``model, pending``:
-  ``words_pending=True``, P(end after one more word)).
+  ``caesura.train.corpora``; DESIGN.md "Measuring end of turn"): ROC-AUC of END vs HOLD with
+  all words visible (lag 0) and with the words of the last 0.3 s and 0.5 s hidden (a word is
+  visible when its end time is at most ``pause start - lag``); TPR / TNR at the shipped
+  threshold (``unlikely_threshold('en')``) and the best TNR reachable at TPR ≥ 90%. At a lag
+  the word before the pause is always hidden, so the model is also asked what the turn engine
+  asks then (``model, pending``: ``words_pending=True``, P(end after one more word)).
 * Written turns (SGD test + MultiWOZ test, never trained on) and assistant commands (SNIPS
   validate + Clinc150 test): each user turn complete vs cut at a random word boundary, in
   streaming-STT style (lower case, no punctuation) and as written; balanced accuracy at the
