@@ -23,6 +23,7 @@ from caesura.train.__main__ import main as train_main  # noqa: E402
 from caesura.train.data import encode_contexts  # noqa: E402
 from caesura.train.export import (  # noqa: E402
     _ort_scores,
+    balanced_threshold,
     export_and_validate,
     load_checkpoint,
     pending_reference,
@@ -219,6 +220,16 @@ def trained(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+def test_the_threshold_maximises_the_worst_balanced_accuracy() -> None:
+    labels = {"a": np.array([1, 1, 0, 0]), "b": np.array([1, 0, 0, 0])}
+    scores = {"a": np.array([0.9, 0.6, 0.25, 0.1]), "b": np.array([0.3, 0.2, 0.1, 0.05])}
+    thr = balanced_threshold(labels, scores)
+    # "a" is separated by anything in (0.25, 0.6], "b" by (0.2, 0.3]: both only in (0.25, 0.3]
+    assert 0.25 < thr <= 0.3
+    labels = {"a": np.array([1, 0])}
+    assert 0.2 < balanced_threshold(labels, {"a": np.array([0.7, 0.2])}) <= 0.7
+
+
 def test_training_run_writes_checkpoints(trained: Path) -> None:
     for name in ("best.pt", "last.pt", "tokenizer.json", "history.json", "recipe.json"):
         assert (trained / name).is_file(), name
@@ -371,6 +382,10 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
         val_points=40,
     )
     cfg = json.loads((out / "config.json").read_text())
+    # the shipped threshold is chosen on every corpus's val set at once
+    for key in ("sb_val", "ami_val", "e22_val", "written_val", "commands_val"):
+        assert 0.0 <= cfg["metrics"][f"{key}_balanced_accuracy"] <= 1.0, key
+        assert key in cfg["threshold_rule"]
     assert cfg["metrics"]["onnx_fp32_max_abs_diff"] < 1e-4
     assert cfg["metrics"]["onnx_int8_max_abs_diff"] < 0.05
     from tokenizers import Tokenizer  # noqa: PLC0415

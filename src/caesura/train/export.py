@@ -266,11 +266,47 @@ def write_assets(
     return sums
 
 
-def threshold_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr: float = 0.9) -> float:
-    """The largest threshold whose true-positive rate (score ≥ threshold on END) is ≥ ``tpr``."""
-    pos = np.sort(np.asarray(scores)[np.asarray(labels) == 1])
-    k = int(np.floor((1 - tpr) * len(pos)))
-    return float(pos[min(k, len(pos) - 1)])
+def validation_sets(data: Path, *, val_points: int, seed: int) -> dict[str, Any]:
+    """Every val set the threshold is chosen on (those whose data is present): each word-timed
+    corpus's END vs HOLD points (all words visible), written user turns and assistant commands
+    complete vs cut (streaming-STT style)."""
+    from caesura.train import corpora  # noqa: PLC0415
+    from caesura.train import data as tdata  # noqa: PLC0415
+
+    names = {"switchboard": "sb_val", "ami": "ami_val", "earnings22": "e22_val"}
+    out: dict[str, Any] = {
+        names[k]: tdata.pause_eval(v, max_points=val_points, seed=seed)
+        for k, v in tdata.timed_corpora(data, "val").items()
+    }
+    sgd_dev = data / "eot" / "sgd" / "dev.jsonl.gz"
+    if sgd_dev.is_file():
+        out["written_val"] = tdata.written_truncation_eval(
+            tdata.load_written(sgd_dev), style="stt", max_turns=val_points // 4, seed=seed
+        )
+    if (data / "eot" / "commands").is_dir():
+        commands = tdata.command_dialogues(corpora.load_commands(data, "val"), seed)
+        out["commands_val"] = tdata.written_truncation_eval(
+            commands, style="stt", max_turns=val_points // 4, seed=seed
+        )
+    return {k: v for k, v in out.items() if len(set(v.labels.tolist())) == 2}
+
+
+def balanced_threshold(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
+    """The threshold whose *worst* balanced accuracy (mean of the rates of ends / complete
+    turns at or above it and of holds / cut turns below it) over the sets is highest: one
+    threshold for every register, no set traded away for another."""
+    pooled = np.concatenate(list(scores.values()))
+    grid = np.unique(np.quantile(pooled, np.linspace(0.0, 1.0, 801)))
+    best, best_worst = 0.5, -1.0
+    for thr in grid:
+        worst = min(
+            0.5 * float((scores[k][labels[k] == 1] >= thr).mean())
+            + 0.5 * float((scores[k][labels[k] == 0] < thr).mean())
+            for k in scores
+        )
+        if worst > best_worst:
+            best, best_worst = float(thr), worst
+    return best
 
 
 def export_and_validate(
@@ -284,7 +320,7 @@ def export_and_validate(
     read_tokens: int | None = None,
     window_hop: int = 32,
 ) -> Path:
-    """Export, quantise, check ONNX ≡ PyTorch, pick the threshold on Switchboard val, write
+    """Export, quantise, check ONNX ≡ PyTorch, pick the threshold on every corpus's val, write
     the asset folder (and copy it into the package with ``install``).
 
     ``read_tokens``: the most context tokens the runtime reads by default (< the trained
@@ -293,7 +329,6 @@ def export_and_validate(
     computed with that window.
     """
     from caesura.train import data as tdata  # noqa: PLC0415
-    from caesura.train import switchboard as sb  # noqa: PLC0415
     from caesura.train.cards import model_card  # noqa: PLC0415
     from caesura.train.loop import auc, score_contexts  # noqa: PLC0415
 
@@ -343,20 +378,37 @@ def export_and_validate(
     )
     metrics["onnx_int8_next_max_abs_diff"] = float(np.abs(q_torch - q_int8).max())
     threshold = 0.5
-    if data is not None and (data / "eot" / "switchboard" / "val.tsv.gz").is_file():
-        convs = sb.load_conversations(data / "eot" / "switchboard" / "val.tsv.gz")
-        ev = tdata.pause_eval(convs, max_points=val_points, seed=7)
-        ids = tdata.encode_contexts(tok, ev.contexts, read, window_hop)
-        s8 = _ort_scores(int8, ids, pad_id)
-        threshold = threshold_at_tpr(ev.labels, s8, 0.9)
-        metrics["sb_val_auc_int8"] = auc(ev.labels, s8)
-        metrics["sb_val_points"] = len(ids)
-        metrics["sb_val_tnr_at_threshold"] = float((s8[ev.labels == 0] < threshold).mean())
-        logger.info("val AUC int8 %.4f threshold %.4f", metrics["sb_val_auc_int8"], threshold)
+    rule = "0.5 (no validation data)"
+    val = validation_sets(data, val_points=val_points, seed=7) if data is not None else {}
+    if val:
+        scores = {
+            k: _ort_scores(int8, tdata.encode_contexts(tok, v.contexts, read, window_hop), pad_id)
+            for k, v in val.items()
+        }
+        labels = {k: v.labels for k, v in val.items()}
+        threshold = balanced_threshold(labels, scores)
+        rule = (
+            "the highest worst-set balanced accuracy over the val sets ("
+            + ", ".join(val)
+            + "; turn ends vs mid-turn pauses with all words visible, complete vs cut turns)"
+        )
+        for k in val:
+            y, sc = labels[k], scores[k]
+            tpr = float((sc[y == 1] >= threshold).mean())
+            tnr = float((sc[y == 0] < threshold).mean())
+            metrics[f"{k}_auc_int8"] = auc(y, sc)
+            metrics[f"{k}_balanced_accuracy"] = (tpr + tnr) / 2
+            metrics[f"{k}_tpr_at_threshold"] = tpr
+            metrics[f"{k}_points"] = len(y)
+        logger.info(
+            "val AUC int8 %s threshold %.4f",
+            {k: round(metrics[f"{k}_auc_int8"], 4) for k in val},
+            threshold,
+        )
     config = {
         "format": "caesura-eot",
         "version": 1,
-        "name": "caesura-eot-en-v1",
+        "name": "caesura-eot-en-v2",
         "context": mcfg.context,
         "read_tokens": read,
         "window_hop": window_hop,
@@ -364,7 +416,7 @@ def export_and_validate(
         "pad_id": pad_id,
         "languages": ["en"],
         "thresholds": {"en": round(threshold, 6)},
-        "threshold_rule": "TPR 90% on Switchboard val END points (all words visible)",
+        "threshold_rule": rule,
         "pending_candidates": n_next,
         "architecture": {
             "type": "gpt2",
