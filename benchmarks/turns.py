@@ -198,8 +198,11 @@ def model_scores(ctx_list, keys: np.ndarray, pending: np.ndarray, model, cache: 
     return np.where(pending, later[keys], now), now
 
 
+SURVIVAL: dict[str, PauseSurvival] = {}  # "table": --survival FILE instead of the shipped one
+
+
 def fused(p_words: np.ndarray, logit_scale: float = 1.0) -> np.ndarray:
-    surv = PauseSurvival.default()
+    surv = SURVIVAL.get("table") or PauseSurvival.default()
     log_s = np.log([surv.hold(float(q)) for q in QUERIES])
     p = np.clip(p_words, 1e-6, 1 - 1e-6)
     z = logit_scale * np.log(p / (1 - p)) - log_s[None, :]
@@ -542,9 +545,18 @@ def main(argv: list[str] | None = None) -> int:
         help="val conversations per corpus for calibration",
     )
     ap.add_argument("--cache", type=Path, default=None, help="pickle of model scores per context")
+    ap.add_argument(
+        "--survival",
+        type=Path,
+        default=None,
+        help="a pause survival table (python -m caesura.turn._fit_survival) instead of the shipped",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.survival is not None:
+        table = json.loads(args.survival.read_text())
+        SURVIVAL["table"] = PauseSurvival(float(table["grid_step_s"]), table["hold"])
 
     corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
     if not (args.data / "eot").is_dir():

@@ -165,3 +165,14 @@ def test_options_derived_values():
     assert TurnOptions().replace(min_delay_ms=300).min_delay_ms == 300
     with pytest.raises(InvalidOptionError, match="unknown"):
         TurnOptions().replace(min_delay=300)
+
+
+def test_pooled_survival_weighs_each_corpus_the_same() -> None:
+    from caesura.turn._fit_survival import survival, survival_weighted
+
+    grid = np.array([0.0, 0.5, 1.0, 2.0])
+    short = np.full(1000, 0.3)  # a big corpus of short pauses
+    long_ = np.array([1.5, 2.5])  # a small corpus of long ones
+    pooled = survival_weighted([short, long_], grid)
+    assert pooled == [1.0, 0.5, 0.5, 0.25]
+    assert survival(np.concatenate([short, long_]), grid)[1] < 0.01  # unweighted: swamped
