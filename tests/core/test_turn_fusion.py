@@ -168,7 +168,7 @@ def test_options_derived_values():
 
 
 def test_pooled_survival_weighs_each_corpus_the_same() -> None:
-    from caesura.turn._fit_survival import survival, survival_weighted
+    from caesura.turn._fit_survival import survival, survival_weighted  # noqa: PLC0415
 
     grid = np.array([0.0, 0.5, 1.0, 2.0])
     short = np.full(1000, 0.3)  # a big corpus of short pauses
