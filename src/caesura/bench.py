@@ -85,7 +85,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "eot_text",
-            "End-of-turn model accuracy on Switchboard and written dialogues",
+            "End-of-turn model accuracy per corpus: Switchboard, AMI, Earnings-22, written turns,"
+            " assistant commands, short answers",
             "the shared data (--data)",
         ),
         Benchmark(
@@ -95,7 +96,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "turns",
-            "End-of-turn policies on Switchboard (eot-bench protocol)",
+            "End-of-turn policies per corpus (eot-bench protocol): Switchboard, AMI, Earnings-22",
             "the shared data (--data)",
             ("--max-conversations", "60"),
         ),

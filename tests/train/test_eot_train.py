@@ -220,12 +220,16 @@ def trained(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def test_the_threshold_maximises_the_worst_balanced_accuracy() -> None:
+def test_the_threshold_keeps_every_set_near_its_own_best() -> None:
     labels = {"a": np.array([1, 1, 0, 0]), "b": np.array([1, 0, 0, 0])}
     scores = {"a": np.array([0.9, 0.6, 0.25, 0.1]), "b": np.array([0.3, 0.2, 0.1, 0.05])}
     thr = balanced_threshold(labels, scores)
     # "a" is separated by anything in (0.25, 0.6], "b" by (0.2, 0.3]: both only in (0.25, 0.3]
     assert 0.25 < thr <= 0.3
+    # a hard set (no threshold does well on it) does not drag the others to its own best
+    labels["hard"] = np.array([1, 0, 1, 0])
+    scores["hard"] = np.array([0.2, 0.22, 0.21, 0.23])
+    assert 0.25 < balanced_threshold(labels, scores) <= 0.3
     labels = {"a": np.array([1, 0])}
     assert 0.2 < balanced_threshold(labels, {"a": np.array([0.7, 0.2])}) <= 0.7
 
