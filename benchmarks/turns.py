@@ -96,8 +96,14 @@ def load_points(
         for p in decision_points(conv, turns):
             points.append((turns, p))
     if max_points is not None and max_points < len(points):
-        keep = sorted(random.Random(seed).sample(range(len(points)), max_points))
-        points = [points[i] for i in keep]
+        # every metric is a rate within one class (cut-offs over HOLDs, latency over ENDs), so
+        # sample the classes apart: up to half the points are ENDs, the rest HOLDs
+        rng = random.Random(seed)
+        ends = [i for i, (_, p) in enumerate(points) if p.label == "END"]
+        holds = [i for i, (_, p) in enumerate(points) if p.label != "END"]
+        ends = rng.sample(ends, min(len(ends), max_points // 2))
+        holds = rng.sample(holds, min(len(holds), max_points - len(ends)))
+        points = [points[i] for i in sorted(ends + holds)]
     return convs, points
 
 
@@ -303,17 +309,15 @@ def calibrate(
     seed: int,
     model,
     cache: dict,
+    latency_budget: float = 1.0,
 ) -> dict:
     """The fusion's logit scale and the engine's threshold, chosen on the *val* splits of every
-    corpus at once (lag 0.3 s), so that no register is traded for another:
-
-    * the scale with the best *worst-corpus* mean relative gain over silence-only across the
-      four budgets;
-    * the engine threshold (``TurnOptions.end_threshold``, with the engine's own 300-3300 ms
-      delay bounds): the lowest that keeps the corpora's mean false cut-off rate within 10%,
-      each corpus weighing the same.
-
-    Returns the choice and, per corpus, the val gains and the engine's val operating point."""
+    corpus at once (lag 0.3 s, the engine's own 300-3300 ms delay bounds), so that no register
+    is traded for another: among the (scale, threshold) pairs whose mean END latency (each
+    corpus weighing the same) is within ``latency_budget``, the one whose *worst* corpus has
+    the largest relative reduction of false cut-offs against a fixed silence of that corpus's
+    own latency. These are what :class:`caesura.TurnOptions` ships as ``logit_scale`` and
+    ``end_threshold``. Returns the choice and each corpus's val operating point."""
     sets = []
     for corpus in corpora:
         _, points = load_points(data, corpus, "val", n_convs, seed, max_points)
@@ -323,40 +327,35 @@ def calibrate(
         dur = np.asarray([p.duration for _, p in points])
         keys, ctx_list, pending = contexts_for(points, [0.3])
         pm, _ = model_scores(ctx_list, keys[0.3], pending[0.3], model, cache)
-        sets.append((corpus, pm, is_end, dur, summarise(silence_ops(is_end, dur))))
-    best, best_gain, gains_at_best = 1.0, -math.inf, {}
-    for scale in SCALES:
-        gains = {}
-        for corpus, pm, is_end, dur, base in sets:
-            r = summarise(sweep(fused(pm, scale), is_end, dur, n_thr=100))
-            gains[corpus] = float(np.mean([(base[m][0] - r[m][0]) / base[m][0] for m in METRICS]))
-        worst = min(gains.values())
-        log.info(
-            "  calibration on val: logit scale %.2f -> gains %s",
-            scale,
-            {k: f"{v:.1%}" for k, v in gains.items()},
-        )
-        if worst > best_gain:
-            best, best_gain, gains_at_best = scale, worst, gains
+        sets.append((corpus, pm, is_end, dur))
     opts = TurnOptions()
     lo, hi = opts.min_delay_ms / 1000.0, opts.max_delay_ms / 1000.0
-    scored = [(c, fused(pm, best), is_end, dur) for c, pm, is_end, dur, _ in sets]
-    engine_thr = 1.0
-    for thr in np.round(np.arange(0.990, 0.0, -0.005), 3):  # falling: cut-offs only grow
-        cuts = [fixed_policy(sc, e, d, thr, lo, hi)[1] for _, sc, e, d in scored]
-        if float(np.mean(cuts)) > 0.10:
-            break
-        engine_thr = float(thr)
-    per_corpus = {}
-    for c, sc, e, d in scored:
-        lat, cut = fixed_policy(sc, e, d, engine_thr, lo, hi)
-        per_corpus[c] = {
-            "gain": gains_at_best.get(c),
-            "latency": lat,
-            "cut": cut,
-            "silence_cut_same_latency": silence_cut_at(d[~e], lat),
-        }
-    return {"logit_scale": best, "engine_threshold": engine_thr, "val": per_corpus}
+    best: tuple = (-math.inf, 1.0, 0.5, {})
+    for scale in SCALES:
+        scored = [(c, fused(pm, scale), e, d) for c, pm, e, d in sets]
+        for thr in np.round(np.arange(0.30, 0.995, 0.005), 3):
+            per = {}
+            for c, sc, e, d in scored:
+                lat, cut = fixed_policy(sc, e, d, thr, lo, hi)
+                sil = silence_cut_at(d[~e], lat)
+                per[c] = {
+                    "latency": lat,
+                    "cut": cut,
+                    "silence_cut_same_latency": sil,
+                    "reduction": 1.0 - cut / sil if sil > 0 else 0.0,
+                }
+            if np.mean([v["latency"] for v in per.values()]) > latency_budget + 1e-9:
+                continue
+            worst = min(v["reduction"] for v in per.values())
+            if worst > best[0]:
+                best = (worst, scale, float(thr), per)
+        log.info("  calibration on val: logit scale %.2f done (best so far %s)", scale, best[:3])
+    return {
+        "logit_scale": best[1],
+        "engine_threshold": best[2],
+        "latency_budget": latency_budget,
+        "val": best[3],
+    }
 
 
 def silence_cut_at(hold_durations: np.ndarray, latency: float) -> float:
@@ -526,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-points",
         type=int,
         default=8000,
-        help="decision points per corpus (a seeded sample; 0 = all)",
+        help="decision points per corpus (a seeded sample, up to half of them ENDs; 0 = all)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scorer", choices=("auto", "model", "heuristic", "none"), default="auto")
@@ -543,6 +542,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=200,
         help="val conversations per corpus for calibration",
+    )
+    ap.add_argument(
+        "--latency-budget",
+        type=float,
+        default=1.0,
+        help="calibration: the most mean END latency (s, corpora weighing the same) to accept",
     )
     ap.add_argument("--cache", type=Path, default=None, help="pickle of model scores per context")
     ap.add_argument(
@@ -594,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.seed,
                 model,
                 cache,
+                args.latency_budget,
             )
             scale = results["calibration"]["logit_scale"]
         else:
@@ -632,14 +638,15 @@ def print_table(results: dict) -> None:
         cal = results["calibration"]
         print(
             f"calibrated on every corpus's val split at lag 0.3 s: logit scale "
-            f"{cal['logit_scale']}, engine threshold for a mean of <= 10% cut-offs at the"
-            f" engine's delay bounds: {cal['engine_threshold']:.3f}"
+            f"{cal['logit_scale']}, engine threshold {cal['engine_threshold']:.3f} (the largest"
+            " worst-corpus reduction of cut-offs against silence at equal latency, mean END"
+            f" latency <= {cal['latency_budget'] * 1000:.0f} ms)"
         )
         for c, v in cal["val"].items():
             print(
-                f"  val {c}: mean gain over silence {v['gain'] or 0:.1%}; at that threshold "
-                f"{v['latency'] * 1000:.0f} ms / {v['cut']:.1%} cut-offs (silence at the same"
-                f" latency {v['silence_cut_same_latency']:.1%})"
+                f"  val {c}: {v['latency'] * 1000:.0f} ms / {v['cut']:.1%} cut-offs; silence at"
+                f" the same latency {v['silence_cut_same_latency']:.1%}"
+                f" ({v['reduction']:+.1%} fewer)"
             )
     for corpus, res in results["corpora"].items():
         print(
