@@ -296,8 +296,27 @@ def encode_contexts(
 ) -> list[list[int]]:
     """Open last turn, left-truncated the way the runtime reads it
     (:func:`~caesura.eot._text.read_window`: at most ``max_len`` tokens, on a ``hop`` grid)."""
+    if hop == 1:  # only the last max_len tokens are read: encode no more text than that
+        contexts = [_tail(c, max_len) for c in contexts]
     encs = tok.encode_batch([linearise(c, close_last=False) for c in contexts])
     return [read_window(e.ids, max_len, hop) for e in encs]
+
+
+def _tail(context: Dialogue, n_words: int) -> Dialogue:
+    """The end of ``context`` holding at least ``n_words`` words (whole turns, the first kept
+    one cut at a word boundary). Every word is at least one token and a word's tokens do not
+    depend on what precedes it, so the last ``n_words`` tokens are those of the whole context;
+    a long monologue is not tokenised in full for the few tokens read."""
+    out: list[tuple[str, str]] = []
+    left = n_words
+    for role, text in reversed(context):
+        words = text.split()
+        if len(words) >= left:
+            out.append((role, " ".join(words[len(words) - left :])))
+            break
+        out.append((role, text))
+        left -= len(words)
+    return out[::-1]
 
 
 def eot_id(tok: Tokenizer) -> int:
