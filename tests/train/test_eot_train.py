@@ -649,3 +649,26 @@ def test_text_styles() -> None:
     assert words_to_digits("twenty five dollars and five five") == "25 dollars and 5 5"
     assert stt_style("Book it for 7, please!", rng, p_words=1.0) == "book it for seven please"
     assert stt_style("Book it for 7, please!", rng, p_words=0.0) == "book it for 7 please"
+
+
+def test_encoding_reads_only_the_tail_yet_equals_the_whole(trained: Path) -> None:
+    """encode_contexts tokenises only the end of a long context; the window read is the same."""
+    from tokenizers import Tokenizer  # noqa: PLC0415
+
+    from caesura.eot._text import linearise, read_window  # noqa: PLC0415
+
+    tok = Tokenizer.from_file(str(trained / "tokenizer.json"))
+    rng = random.Random(5)
+    contexts = [
+        [
+            (role, " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 50))))
+            for role in rng.choice([["user"], ["agent", "user"], ["user", "agent", "user"]])
+        ]
+        for _ in range(200)
+    ]
+    whole = [
+        read_window(e.ids, 32, 1)
+        for e in tok.encode_batch([linearise(c, close_last=False) for c in contexts])
+    ]
+    assert any(len(linearise(c, close_last=False).split()) > 40 for c in contexts)
+    assert encode_contexts(tok, contexts, 32) == whole
