@@ -297,7 +297,7 @@ def summarise(ops) -> dict:
     return out
 
 
-SCALES = (0.4, 0.5, 0.6, 0.75, 0.9, 1.0)
+SCALES = (0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5)
 METRICS = ("cut@300ms", "cut@600ms", "lat@5%", "lat@10%")
 
 
