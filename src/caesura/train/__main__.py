@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--steps", type=int, default=4500, help="stage 1 steps (LR schedule span)")
     ap.add_argument(
-        "--max-minutes", type=float, default=85.0, help="stage 1 wall-clock cap (slow machines)"
+        "--max-minutes", type=float, default=65.0, help="stage 1 wall-clock cap (slow machines)"
     )
     ap.add_argument(
         "--stop-minutes",
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--finetune-minutes",
         type=float,
-        default=10.0,
+        default=9.0,
         help="stage 2 budget: P(eot) fine-tuned on pause decisions (0 = skip)",
     )
     ap.add_argument(
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--finetune-runs",
         type=int,
-        default=3,
+        default=2,
         help="stage 2 runs (seeds seed, seed+1, ...) of --finetune-minutes each, averaged",
     )
     ap.add_argument(
