@@ -53,8 +53,9 @@ class TurnOptions:
       bundled model is over-confident against the pause-length prior).
 
       The delay bounds are product choices (a 300 ms floor, a 3.3 s cap); the logit scale
-      and the threshold are chosen on Switchboard *val* (lag 0.3 s) with the bundled model:
-      the lowest threshold that keeps false cut-offs within 10% at those bounds
+      and the threshold were chosen on Switchboard *val* (lag 0.3 s) with the v1 model:
+      the lowest threshold that keeps false cut-offs within 10% at those bounds, and kept
+      for v2 (a choice over every corpus's val did worse on test; docs/concepts)
       (``benchmarks/turns.py``, which also scores this fixed policy on test); a speculative
       re-open recovers the rare cut.
     * ``adapt_min_delay`` scales the minimum to the user's own pause habit (their observed
