@@ -1,11 +1,13 @@
-"""End-of-turn policies on Switchboard test, eot-bench protocol (DESIGN.md "Measuring end of turn").
+"""End-of-turn policies per corpus, eot-bench protocol (DESIGN.md "Measuring end of turn").
 
-    python benchmarks/turns.py --data ../shared/data [--lags 0,0.3,0.5] [--max-conversations N]
+    python benchmarks/turns.py --data ../shared/data [--corpora switchboard,ami,earnings22]
+        [--lags 0,0.3,0.5] [--max-points N] [--max-conversations N]
 
-Decision points (caesura.train.switchboard): every within-turn pause of 0.2-5 s is a HOLD,
-every non-overlapped turn-end gap an END. At each pause a policy is queried every 0.1 s of
-silence (0.1 ... 3.5 s), seeing only the words whose end time is at least ``lag`` before the
-query. A policy (threshold, action delay 0.2-1.0 s, timeout 1.0-3.5 s) fires at the first
+Each word-timed corpus's test split (Switchboard test, AMI eval, Earnings-22 test calls) is
+scored on its own. Decision points (caesura.train.switchboard): every within-turn pause of
+0.2-5 s is a HOLD, every non-overlapped turn-end gap an END. At each pause a policy is
+queried every 0.1 s of silence (0.1 ... 3.5 s), seeing only the words whose end time is at
+least ``lag`` before the query. A policy (threshold, action delay 0.2-1.0 s, timeout 1.0-3.5 s) fires at the first
 query >= its action delay whose score passes the threshold, else at its timeout. A HOLD is
 cut off when the policy fires before the speaker resumes; END latency is the firing time.
 Every policy family is swept and its best operating points are reported:
@@ -23,11 +25,11 @@ same harness. Families:
 * ``model`` / ``model+fusion``: the end-of-turn model (``caesura.eot.EndOfTurnModel``), when
   one is installed (or ``--scorer none`` to skip it).
 
-The fusion's logit scale is chosen on Switchboard *val* (``--calibrate-conversations``), and so
-is the threshold the engine ships (:class:`caesura.TurnOptions` defaults: the lowest that keeps
-val cut-offs within 10% at lag 0.3 s with the engine's 300-3300 ms delay bounds); that fixed
-policy is also scored on test. The best val policy at that budget over the swept delays is
-printed too.
+The fusion's logit scale and an engine threshold are calibrated on every corpus's *val* split
+at once (``calibrate``: the largest worst-corpus reduction of cut-offs against silence at equal
+latency, within ``--latency-budget`` of mean END latency) and printed as a recommendation.
+The engine's shipped defaults (:class:`caesura.TurnOptions`) are scored on each test split
+against a fixed silence of the same mean END latency, with a bootstrap CI over conversations.
 
 Model scores are computed once per distinct visible context (a pause has one or two across
 all queries and lags) and batched through ``predict_many``; ``--cache FILE`` keeps them across
