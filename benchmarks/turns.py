@@ -5,11 +5,12 @@
 
 Each word-timed corpus's test split (Switchboard test, AMI eval, Earnings-22 test calls) is
 scored on its own. Decision points (caesura.train.switchboard): every within-turn pause of
-0.2-5 s is a HOLD, every non-overlapped turn-end gap an END. At each pause a policy is
-queried every 0.1 s of silence (0.1 ... 3.5 s), seeing only the words whose end time is at
-least ``lag`` before the query. A policy (threshold, action delay 0.2-1.0 s, timeout 1.0-3.5 s) fires at the first
-query >= its action delay whose score passes the threshold, else at its timeout. A HOLD is
-cut off when the policy fires before the speaker resumes; END latency is the firing time.
+0.2-5 s is a HOLD, every non-overlapped turn-end gap an END. At each pause a policy is queried
+every 0.1 s of silence (0.1 ... 3.5 s), seeing only the words whose end time is at least
+``lag`` before the query. A policy (threshold, action delay 0.2-1.0 s, timeout 1.0-3.5 s)
+fires at the first query >= its action delay whose score passes the threshold, else at its
+timeout. A HOLD is cut off when the policy fires before the speaker resumes; END latency is
+the firing time.
 Every policy family is swept and its best operating points are reported:
 
 * false cut-off rate at mean END latency budgets of 300 and 600 ms,
