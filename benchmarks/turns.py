@@ -11,6 +11,7 @@ every 0.1 s of silence (0.1 ... 3.5 s), seeing only the words whose end time is 
 fires at the first query >= its action delay whose score passes the threshold, else at its
 timeout. A HOLD is cut off when the policy fires before the speaker resumes; END latency is
 the firing time.
+
 Every policy family is swept and its best operating points are reported:
 
 * false cut-off rate at mean END latency budgets of 300 and 600 ms,
