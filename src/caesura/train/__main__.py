@@ -171,16 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     rng = random.Random(args.seed)
     train_convs = tdata.timed_corpora(args.data, "train")
-    val_convs = tdata.timed_corpora(args.data, "val")
     if args.limit_convs:
         train_convs = {k: v[: args.limit_convs] for k, v in train_convs.items()}
-        val_convs = {k: v[: max(2, args.limit_convs // 4)] for k, v in val_convs.items()}
-    commands_train = commands_val = None
+    commands_train = None
     if (eot_dir / "commands").is_dir():
         commands_train = tdata.command_dialogues(
             corpora.load_commands(args.data, "train"), args.seed
         )
-        commands_val = tdata.command_dialogues(corpora.load_commands(args.data, "val"), args.seed)
         if args.limit_convs:
             commands_train = commands_train[: args.limit_convs * 10]
     logger.info(
@@ -231,20 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         logger.info(
             "tokens: %s (%.0f s)", {k: len(v) for k, v in streams.items()}, time.time() - t0
         )
-    sgd_dev = tdata.load_written(eot_dir / "sgd" / "dev.jsonl.gz")
-    short_names = {"switchboard": "sb", "ami": "ami", "earnings22": "e22"}
-    evals = {
-        f"{short_names[k]}_val": tdata.pause_eval(v, max_points=args.val_points, seed=args.seed)
-        for k, v in val_convs.items()
-    }
-    evals["written_val"] = tdata.written_truncation_eval(
-        sgd_dev, style="stt", max_turns=250, seed=args.seed
+    evals = tdata.validation_sets(
+        args.data,
+        val_points=args.val_points,
+        max_turns=250,
+        seed=args.seed,
+        limit_convs=args.limit_convs,
     )
-    if commands_val:
-        evals["commands_val"] = tdata.written_truncation_eval(
-            commands_val, style="stt", max_turns=250, seed=args.seed
-        )
-    evals["short_val"] = tdata.short_answer_set(sgd_dev, max_items=150, seed=args.seed)
+    evals["short_val"] = tdata.short_answer_set(
+        tdata.load_written(eot_dir / "sgd" / "dev.jsonl.gz"), max_items=150, seed=args.seed
+    )
     mcfg = ModelConfig(
         vocab_size=tok.get_vocab_size(),
         context=args.context,

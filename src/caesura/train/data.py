@@ -35,6 +35,7 @@ __all__ = [
     "timed_corpora",
     "token_stream",
     "train_tokenizer",
+    "validation_sets",
     "written_dialogues",
     "written_truncation_eval",
 ]
@@ -130,6 +131,42 @@ def timed_corpora(
     if "earnings22" in want and e22.is_file():
         out["earnings22"] = corpora.load_earnings22(e22, split)
     return out
+
+
+# The short name of each word-timed corpus in metric keys ("sb_val_auc", "e22_val_auc", ...).
+EVAL_KEYS = {"switchboard": "sb", "ami": "ami", "earnings22": "e22"}
+
+
+def validation_sets(
+    data: Path,
+    *,
+    val_points: int,
+    max_turns: int,
+    seed: int,
+    limit_convs: int | None = None,
+) -> dict[str, EvalSet]:
+    """The val sets every choice is made on, for the corpora present: each word-timed
+    corpus's END vs HOLD points (``sb_val``, ``ami_val``, ``e22_val``; all words visible),
+    written user turns (SGD dev) and assistant commands complete vs cut in streaming-STT style
+    (``written_val``, ``commands_val``). Sets with one class only are left out."""
+    convs = timed_corpora(data, "val")
+    if limit_convs:
+        convs = {k: v[: max(2, limit_convs // 4)] for k, v in convs.items()}
+    out: dict[str, EvalSet] = {
+        f"{EVAL_KEYS[k]}_val": pause_eval(v, max_points=val_points, seed=seed)
+        for k, v in convs.items()
+    }
+    sgd_dev = data / "eot" / "sgd" / "dev.jsonl.gz"
+    if sgd_dev.is_file():
+        out["written_val"] = written_truncation_eval(
+            load_written(sgd_dev), style="stt", max_turns=max_turns, seed=seed
+        )
+    if (data / "eot" / "commands").is_dir():
+        commands = command_dialogues(corpora.load_commands(data, "val"), seed)
+        out["commands_val"] = written_truncation_eval(
+            commands, style="stt", max_turns=max_turns, seed=seed
+        )
+    return {k: v for k, v in out.items() if len(set(v.labels.tolist())) == 2}
 
 
 def speaker_dialogues(

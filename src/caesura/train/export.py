@@ -266,31 +266,6 @@ def write_assets(
     return sums
 
 
-def validation_sets(data: Path, *, val_points: int, seed: int) -> dict[str, Any]:
-    """Every val set the threshold is chosen on (those whose data is present): each word-timed
-    corpus's END vs HOLD points (all words visible), written user turns and assistant commands
-    complete vs cut (streaming-STT style)."""
-    from caesura.train import corpora  # noqa: PLC0415
-    from caesura.train import data as tdata  # noqa: PLC0415
-
-    names = {"switchboard": "sb_val", "ami": "ami_val", "earnings22": "e22_val"}
-    out: dict[str, Any] = {
-        names[k]: tdata.pause_eval(v, max_points=val_points, seed=seed)
-        for k, v in tdata.timed_corpora(data, "val").items()
-    }
-    sgd_dev = data / "eot" / "sgd" / "dev.jsonl.gz"
-    if sgd_dev.is_file():
-        out["written_val"] = tdata.written_truncation_eval(
-            tdata.load_written(sgd_dev), style="stt", max_turns=val_points // 4, seed=seed
-        )
-    if (data / "eot" / "commands").is_dir():
-        commands = tdata.command_dialogues(corpora.load_commands(data, "val"), seed)
-        out["commands_val"] = tdata.written_truncation_eval(
-            commands, style="stt", max_turns=val_points // 4, seed=seed
-        )
-    return {k: v for k, v in out.items() if len(set(v.labels.tolist())) == 2}
-
-
 def balanced_threshold(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> float:
     """One threshold for every register: the one whose largest *regret* over the sets is
     smallest, a set's regret being how much balanced accuracy (the mean of the rate of ends /
@@ -383,7 +358,11 @@ def export_and_validate(
     metrics["onnx_int8_next_max_abs_diff"] = float(np.abs(q_torch - q_int8).max())
     threshold = 0.5
     rule = "0.5 (no validation data)"
-    val = validation_sets(data, val_points=val_points, seed=7) if data is not None else {}
+    val = (
+        tdata.validation_sets(data, val_points=val_points, max_turns=val_points // 4, seed=7)
+        if data is not None
+        else {}
+    )
     if val:
         scores = {
             k: _ort_scores(int8, tdata.encode_contexts(tok, v.contexts, read, window_hop), pad_id)
