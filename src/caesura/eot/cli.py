@@ -69,8 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="below this probability the turn is 'unlikely' to be over and a voice agent waits "
-        "its longer delay (default: the model's unlikely_threshold for the language, which 90%% "
-        "of real turn ends on Switchboard val pass)",
+        "its longer delay (default: the model's unlikely_threshold for the language, chosen on "
+        "every corpus's val set: see the model card)",
     )
     parser.add_argument(
         "--model", metavar="DIR", default=None, help="an exported model folder (default: bundled)"
