@@ -195,7 +195,9 @@ def load_commands(data: Path, split: str) -> list[str]:
     wanted = COMMAND_SPLITS[split]
     out = []
     for source in ("snips", "clinc150"):
-        with gzip.open(data / "eot" / "commands" / f"{source}.jsonl.gz", "rt", "utf-8") as fh:
+        with gzip.open(
+            data / "eot" / "commands" / f"{source}.jsonl.gz", "rt", encoding="utf-8"
+        ) as fh:
             for line in fh:
                 d = json.loads(line)
                 s = d["split"]

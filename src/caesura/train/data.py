@@ -261,7 +261,8 @@ def pause_eval(
     if max_points is not None and len(items) > max_points:
         idx = sorted(random.Random(seed).sample(range(len(items)), max_points))
         items = [items[i] for i in idx]
-    ctxs, labels, meta = [], [], []
+    ctxs, labels = [], []
+    meta: list[dict[str, float | str]] = []
     for turns, p in items:
         ctxs.append(sb.visible_turns(turns, p, lag=lag))
         labels.append(1 if p.label == "END" else 0)
@@ -289,7 +290,8 @@ def written_truncation_eval(
                 cands.append((d, i))
     if max_turns is not None and len(cands) > max_turns:
         cands = rng.sample(cands, max_turns)
-    ctxs, labels, meta = [], [], []
+    ctxs, labels = [], []
+    meta: list[dict[str, float | str]] = []
     for d, i in cands:
         hist = [(r, stt_style(t, rng) if style == "stt" else t) for r, t in d[: i + 1]]
         hist = [(r, t) for r, t in hist if t]
