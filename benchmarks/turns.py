@@ -278,7 +278,7 @@ def sweep(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, n_thr: int = 
 
 def silence_ops(is_end: np.ndarray, dur: np.ndarray):
     dur_h = dur[~is_end]
-    return [(float(d), float((d < dur_h - 1e-9).mean()), 0.0, float(d), float(d)) for d in QUERIES]
+    return [(float(d), silence_cut_at(dur_h, float(d)), 0.0, float(d), float(d)) for d in QUERIES]
 
 
 def summarise(ops) -> dict:
@@ -382,7 +382,7 @@ def engine_vs_silence(
     false cut-off rates, the relative reduction (1 - engine / silence) and its 95% CI from a
     bootstrap over conversations (each resample re-matches the silence to its own latency)."""
     lo, hi = opts["min_delay_ms"] / 1000.0, opts["max_delay_ms"] / 1000.0
-    fire = np.minimum(next_pass(scores >= opts["end_threshold"])[:, _col(lo)], hi)
+    fire = policy_fire(scores, opts["end_threshold"], lo, hi)
     cut_pt = fire < dur - 1e-9
 
     def stats(idx: np.ndarray) -> tuple[float, float, float]:
@@ -416,10 +416,15 @@ def engine_vs_silence(
     }
 
 
+def policy_fire(scores: np.ndarray, thr, delay, timeout) -> np.ndarray:
+    """Per point, when one policy fires: at the first query >= ``delay`` whose score reaches
+    ``thr``, else at ``timeout``."""
+    return np.minimum(next_pass(scores >= thr)[:, _col(delay)], timeout)
+
+
 def fixed_policy(scores: np.ndarray, is_end: np.ndarray, dur: np.ndarray, thr, delay, timeout):
-    """(mean END latency, HOLD cut-off rate) of one policy: fire at the first query >= delay
-    whose score reaches ``thr``, else at ``timeout``."""
-    fire = np.minimum(next_pass(scores >= thr)[:, _col(delay)], timeout)
+    """(mean END latency, HOLD cut-off rate) of one policy (:func:`policy_fire`)."""
+    fire = policy_fire(scores, thr, delay, timeout)
     return float(fire[is_end].mean()), float((fire[~is_end] < dur[~is_end] - 1e-9).mean())
 
 

@@ -339,9 +339,14 @@ def run_benchmark(
         _display_path(Path(c), cwd) if i and Path(c).exists() else c for i, c in enumerate(cmd)
     ]
     shown[0] = "python"
+    # the invoking command too, with this machine's absolute paths relative to the repository
+    produced = " ".join(
+        _display_path(Path(a), cwd) if os.path.isabs(a) and Path(a).exists() else a
+        for a in (invoked_as or f"caesura bench {name}").split(" ")
+    )
     header = [
         f"$ {shlex.join(shown)}",
-        f"# produced by: {invoked_as or 'caesura bench ' + name}",
+        f"# produced by: {produced}",
         f"# caesura {__version__}, git {_git_commit(cwd)}, "
         f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"# machine: {machine_description()}",

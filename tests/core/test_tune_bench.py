@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -55,10 +56,14 @@ def test_run_benchmark_records_command_output_json_and_plot(
         out_dir=out,
         data=tmp_path,
         python=sys.executable,
-        invoked_as="caesura bench vad_speed",
+        invoked_as=f"caesura bench vad_speed --data {tmp_path} --python {sys.executable}",
     )
     assert res.ok
     text = (out / "results" / "vad_speed.txt").read_text()
+    # the machine's absolute paths are shown relative to the repository, so anyone can rerun
+    produced = next(line for line in text.splitlines() if line.startswith("# produced by:"))
+    assert str(tmp_path) not in produced
+    assert f"--data {os.path.relpath(tmp_path, bench_dir.parent)} " in produced
     first = text.splitlines()[0]
     assert first.startswith("$ python benchmarks/vad_speed.py --data ")
     assert "--json" in first

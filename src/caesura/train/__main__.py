@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     train_convs = tdata.timed_corpora(args.data, "train")
     if args.limit_convs:
         train_convs = {k: v[: args.limit_convs] for k, v in train_convs.items()}
+    written_raw = tdata.written_train_raw(args.data)  # SGD train, MultiWOZ val, Taskmaster-4
     commands_train = None
     if (eot_dir / "commands").is_dir():
         commands_train = tdata.command_dialogues(
@@ -201,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             for d in tdata.conversation_dialogues(convs, rng)
             + tdata.conversation_dialogues(convs, rng)
         ] + tdata.text_dialogues(args.data, rng)
-        wr = tdata.written_dialogues(args.data, rng)
+        wr = tdata.written_dialogues(written_raw, rng)
         if commands_train:
             wr += [[(r, tdata.styled(t, rng)) for r, t in d] for d in commands_train]
         # short complete answers to agents' questions ("yeah", "no thanks") as closed turns
-        short = tdata.short_answer_set(tdata.written_train_raw(args.data), seed=args.seed)
+        short = tdata.short_answer_set(written_raw, seed=args.seed)
         wr += [
             [*c[:-1], ("user", tdata.styled(c[-1][1], rng))]
             for c, y in zip(short.contexts, short.labels, strict=True)
@@ -281,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
             pause_windows,
         )
 
-        written_raw = tdata.written_train_raw(args.data)
         if args.limit_convs:
             written_raw = written_raw[: args.limit_convs * 10]
         given = {

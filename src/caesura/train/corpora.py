@@ -25,7 +25,13 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from caesura.train.switchboard import Conversation, Word, clean_word
+from caesura.train.switchboard import (
+    Conversation,
+    Word,
+    clean_word,
+    load_conversations,
+    read_word_rows,
+)
 
 __all__ = [
     "COMMAND_SPLITS",
@@ -50,32 +56,14 @@ COMMAND_SPLITS = {
 }
 
 
-def _words(path: Path, *, extra: int) -> dict[str, list[tuple[str, str, str, str, list[str]]]]:
-    per_conv: dict[str, list[tuple[str, str, str, str, list[str]]]] = {}
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        header = fh.readline()
-        if not header.startswith("conv\tspeaker\tstart\tend\tword"):
-            raise ValueError(f"{path}: unexpected header {header!r}")
-        for line in fh:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 5 + extra:
-                continue
-            conv, spk, start, end, token, *rest = parts
-            per_conv.setdefault(conv, []).append((spk, start, end, token, rest))
-    return per_conv
-
-
 def load_ami(path: str | Path) -> list[Conversation]:
-    """One ``ami/{split}.tsv.gz`` file → conversations (all speakers, cleaned, by start time)."""
-    out = []
-    for conv, rows in sorted(_words(Path(path), extra=1).items()):
-        words = [
-            Word(spk, float(s), float(e), text)
-            for spk, s, e, tok, _ in rows
-            if (text := clean_word(tok))
-        ]
-        out.append(Conversation(conv, tuple(sorted(words, key=lambda w: (w.start, w.end)))))
-    return out
+    """One ``ami/{split}.tsv.gz`` file → conversations (all speakers, cleaned, by start time):
+    Switchboard's reader, since AMI's word times already put its gaps between segments."""
+    return load_conversations(path)
+
+
+def _is_tag(token: str) -> bool:
+    return token.startswith("<") and token.endswith(">")
 
 
 def earnings22_split(conv_ids: Sequence[str]) -> dict[str, str]:
@@ -87,6 +75,36 @@ def earnings22_split(conv_ids: Sequence[str]) -> dict[str, str]:
     }
 
 
+def _earnings22_calls(path: str | Path, split: str) -> dict[str, list[tuple[str, ...]]]:
+    """The rows ``(speaker, start, end, token, punct)`` of each call of one split."""
+    per_conv: dict[str, list[tuple[str, ...]]] = {}
+    for conv, spk, start, end, token, rest in read_word_rows(path):
+        per_conv.setdefault(conv, []).append((spk, start, end, token, rest[0] if rest else ""))
+    which = earnings22_split(list(per_conv))
+    return {c: rows for c, rows in sorted(per_conv.items()) if which[c] == split}
+
+
+def _interpolate(starts: list[float | None], ends: list[float | None]) -> None:
+    """Fill each run of missing times evenly between the timed neighbours (in place)."""
+    i = 0
+    while i < len(starts):
+        if starts[i] is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(starts) and starts[j] is None:
+            j += 1
+        prev_end, next_start = ends[i - 1] if i else None, starts[j] if j < len(starts) else None
+        lo = prev_end if prev_end is not None else next_start
+        if lo is None:
+            raise ValueError("no timed token to interpolate from")
+        hi = max(next_start if next_start is not None else lo, lo)
+        step = (hi - lo) / (j - i)
+        for k in range(i, j):
+            starts[k], ends[k] = lo + step * (k - i), lo + step * (k - i + 1)
+        i = j
+
+
 def load_earnings22(path: str | Path, split: str) -> list[Conversation]:
     """Earnings-22 calls of one :func:`earnings22_split` split as conversations.
 
@@ -94,86 +112,60 @@ def load_earnings22(path: str | Path, split: str) -> list[Conversation]:
     in transcript order and ``timed=False``; so do the words next to a dropped tag other than
     ``<silence>`` (``<inaudible>``, ``<crosstalk>``: speech whose timing is unknown). A call with
     no timed token is left out."""
-    per_conv = _words(Path(path), extra=1)
-    which = earnings22_split(list(per_conv))
     out = []
-    for conv in sorted(per_conv):
-        if which[conv] != split:
-            continue
-        rows = per_conv[conv]
-        items: list[list[object]] = []  # [speaker, start|None, end|None, text, timed]
+    for conv, rows in _earnings22_calls(path, split).items():
+        spks: list[str] = []
+        texts: list[str] = []
+        starts: list[float | None] = []
+        ends: list[float | None] = []
+        timed: list[bool] = []
         taint_next = False
         for spk, s, e, tok, _ in rows:
             text = clean_word(tok)
             if not text:
                 if tok.strip().lower() != "<silence>":
                     taint_next = True
-                    if items:
-                        items[-1][4] = False
+                    if timed:
+                        timed[-1] = False
                 continue
             has_time = bool(s) and bool(e)
-            items.append(
-                [
-                    spk,
-                    float(s) if has_time else None,
-                    float(e) if has_time else None,
-                    text,
-                    has_time and not taint_next,
-                ]
-            )
+            spks.append(spk)
+            texts.append(text)
+            starts.append(float(s) if has_time else None)
+            ends.append(float(e) if has_time else None)
+            timed.append(has_time and not taint_next)
             taint_next = False
-        timed_idx = [i for i, it in enumerate(items) if it[1] is not None]
-        if not timed_idx:
+        if all(t is None for t in starts):
             continue
-        i = 0
-        while i < len(items):
-            if items[i][1] is not None:
-                i += 1
-                continue
-            j = i
-            while j < len(items) and items[j][1] is None:
-                j += 1
-            lo = float(items[i - 1][2]) if i > 0 else float(items[j][1])  # type: ignore[arg-type]
-            hi = float(items[j][1]) if j < len(items) else lo  # type: ignore[arg-type]
-            hi = max(hi, lo)
-            step = (hi - lo) / (j - i)
-            for k in range(i, j):
-                items[k][1] = lo + step * (k - i)
-                items[k][2] = lo + step * (k - i + 1)
-            i = j
+        _interpolate(starts, ends)
         words = [
-            (k, Word(str(sp), float(s), float(e), str(t), bool(tm)))  # type: ignore[arg-type]
-            for k, (sp, s, e, t, tm) in enumerate(items)
+            Word(sp, float(st or 0.0), float(en or 0.0), t, tm)
+            for sp, st, en, t, tm in zip(spks, starts, ends, texts, timed, strict=True)
         ]
-        words.sort(key=lambda kw: (kw[1].start, kw[0]))
-        out.append(Conversation(conv, tuple(w for _, w in words)))
+        order = sorted(range(len(words)), key=lambda k: (words[k].start, k))
+        out.append(Conversation(conv, tuple(words[k] for k in order)))
     return out
 
 
 def load_earnings22_written(path: str | Path, split: str) -> list[list[tuple[str, str]]]:
     """Earnings-22 calls of one split as written turns ``[(speaker, text with punctuation)]``
     (maximal runs of one speaker in transcript order; tags dropped)."""
-    per_conv = _words(Path(path), extra=1)
-    which = earnings22_split(list(per_conv))
     out = []
-    for conv in sorted(per_conv):
-        if which[conv] != split:
-            continue
+    for rows in _earnings22_calls(path, split).values():
         turns: list[tuple[str, list[str]]] = []
-        for spk, _s, _e, tok, rest in per_conv[conv]:
-            if tok.startswith("<") and tok.endswith(">"):
+        for spk, _s, _e, tok, punct in rows:
+            if _is_tag(tok):
                 continue
-            piece = tok + (rest[0] if rest else "")
             if turns and turns[-1][0] == spk:
-                turns[-1][1].append(piece)
+                turns[-1][1].append(tok + punct)
             else:
-                turns.append((spk, [piece]))
+                turns.append((spk, [tok + punct]))
         out.append([(spk, " ".join(ws)) for spk, ws in turns])
     return out
 
 
 def _drop_tags(text: str) -> str:
-    return " ".join(w for w in text.split() if not (w.startswith("<") and w.endswith(">")))
+    return " ".join(w for w in text.split() if not _is_tag(w))
 
 
 def load_speaker_dialogues(path: str | Path) -> list[list[tuple[str, str]]]:

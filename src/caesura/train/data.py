@@ -75,9 +75,11 @@ def written_train_raw(data: Path) -> list[list[tuple[str, str]]]:
     )
 
 
-def written_dialogues(data: Path, rng: random.Random, *, copies: int = 1) -> list[Dialogue]:
-    """The written training dialogues, each turn randomly in STT or written style."""
-    raw = written_train_raw(data)
+def written_dialogues(
+    raw: Sequence[Sequence[tuple[str, str]]], rng: random.Random, *, copies: int = 1
+) -> list[Dialogue]:
+    """The written training dialogues (:func:`written_train_raw`), each turn randomly in STT
+    or written style."""
     return [[(r, styled(t, rng)) for r, t in d] for _ in range(copies) for d in raw]
 
 

@@ -117,23 +117,23 @@ def build_finetune_set(
                 for i, (p, lag) in enumerate(zip(parts, lags, strict=True))
             ]
         )
-    half = len(written) // 2
-    out["written"] = tdata.concat_sets(
-        [
-            tdata.written_truncation_eval(written[:half], style="stt", seed=seed),
-            tdata.written_truncation_eval(written[half:], style="written", seed=seed + 1),
-        ]
-    )
+    out["written"] = _both_styles(written, seed)
     if commands:
-        half = len(commands) // 2
-        out["commands"] = tdata.concat_sets(
-            [
-                tdata.written_truncation_eval(commands[:half], style="stt", seed=seed + 2),
-                tdata.written_truncation_eval(commands[half:], style="written", seed=seed + 3),
-            ]
-        )
+        out["commands"] = _both_styles(commands, seed + 2)
     out["short"] = tdata.short_answer_set(written, seed=seed + 4)
     return out
+
+
+def _both_styles(dialogues: list[list[tuple[str, str]]], seed: int) -> EvalSet:
+    """Complete vs cut turns: the first half of ``dialogues`` in streaming-STT style, the
+    second half as written."""
+    half = len(dialogues) // 2
+    return tdata.concat_sets(
+        [
+            tdata.written_truncation_eval(dialogues[:half], style="stt", seed=seed),
+            tdata.written_truncation_eval(dialogues[half:], style="written", seed=seed + 1),
+        ]
+    )
 
 
 # Stage 2's share of each set's single questions per step (renormalised over the sets present).

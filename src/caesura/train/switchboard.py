@@ -38,6 +38,7 @@ __all__ = [
     "conversation_turns",
     "decision_points",
     "load_conversations",
+    "read_word_rows",
     "visible_turns",
 ]
 
@@ -166,21 +167,29 @@ class Pause:
         return self.end - self.start
 
 
-def load_conversations(path: str | Path) -> list[Conversation]:
-    """Read one ``switchboard/{split}.tsv.gz`` file (columns conv speaker start end word)."""
-    per_conv: dict[str, list[Word]] = {}
+def read_word_rows(path: str | Path) -> Iterator[tuple[str, str, str, str, str, list[str]]]:
+    """The rows of a word-timing ``.tsv.gz`` (header ``conv speaker start end word ...``):
+    ``(conv, speaker, start, end, token, [further columns])``, times as written (they may be
+    empty). Rows with fewer than five columns are skipped."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         header = fh.readline()
-        if not header.startswith("conv"):
+        if not header.startswith("conv\tspeaker\tstart\tend\tword"):
             raise ValueError(f"{path}: unexpected header {header!r}")
         for line in fh:
             parts = line.rstrip("\n").split("\t")
-            if len(parts) != 5:
-                continue
-            conv, spk, start, end, token = parts
-            text = clean_word(token)
-            if not text:
-                continue
+            if len(parts) >= 5:
+                conv, spk, start, end, token, *rest = parts
+                yield conv, spk, start, end, token, rest
+
+
+def load_conversations(path: str | Path) -> list[Conversation]:
+    """Read one word-timing file — ``switchboard/{split}.tsv.gz``, or ``ami/{split}.tsv.gz``
+    (its ``seg`` column is not needed: its word times already put the gaps between
+    segments) — into conversations of cleaned words sorted by start time."""
+    per_conv: dict[str, list[Word]] = {}
+    for conv, spk, start, end, token, _ in read_word_rows(path):
+        text = clean_word(token)
+        if text:
             per_conv.setdefault(conv, []).append(Word(spk, float(start), float(end), text))
     return [
         Conversation(conv, tuple(sorted(ws, key=lambda w: (w.start, w.end))))
