@@ -254,6 +254,64 @@ def test_training_run_writes_checkpoints(trained: Path) -> None:
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
 
 
+def test_stage_one_continues_from_a_checkpoint(
+    trained: Path, synthetic_data: Path, tmp_path: Path
+) -> None:
+    small = ["--vocab", "300", "--d-model", "32", "--layers", "1", "--heads", "2", "--ff", "64"]
+    common = ["--data", str(synthetic_data), *small, "--context", "32", "--val-points", "40"]
+    common += ["--threads", "1", "--batch", "4", "--finetune-minutes", "0", "--no-export"]
+    first = torch.load(trained / "last.pt", map_location="cpu", weights_only=False)
+    rc = train_main(
+        [
+            *common,
+            "--out",
+            str(tmp_path),
+            "--steps",
+            "4",
+            "--continue-from",
+            str(trained / "last.pt"),
+        ]
+    )
+    assert rc == 0
+    more = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
+    # the weights moved on from the first run's, the tokenizer is the first run's, and the
+    # step count runs on across both
+    assert more["step"] == 4
+    assert more["total_step"] == first["step"] + 4
+    assert (tmp_path / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
+    moved = [not torch.equal(more["model"][k], v) for k, v in first["model"].items()]
+    assert any(moved)
+    # a different model shape is refused by name, before anything trains
+    with pytest.raises(ValueError, match="not the configured"):
+        train_main(
+            [
+                *common,
+                "--out",
+                str(tmp_path / "x"),
+                "--steps",
+                "1",
+                "--d-model",
+                "48",
+                "--continue-from",
+                str(trained / "last.pt"),
+            ]
+        )
+    assert (
+        train_main(
+            [
+                *common,
+                "--out",
+                str(tmp_path / "y"),
+                "--from-checkpoint",
+                str(trained / "last.pt"),
+                "--continue-from",
+                str(trained / "last.pt"),
+            ]
+        )
+        == 2
+    )
+
+
 def test_weight_average_tracks_and_swaps() -> None:
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))

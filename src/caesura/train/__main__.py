@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         " (default: caesura.train.finetune.LAGS, lag 0 twice, 0.3 and 0.5)",
     )
     ap.add_argument("--from-checkpoint", type=Path, default=None, help="skip stage 1")
+    ap.add_argument(
+        "--continue-from",
+        type=Path,
+        default=None,
+        help="stage 1 continues from this stage-1 checkpoint (its weights and the tokenizer"
+        " beside it; fresh optimizer and LR schedule): more stage-1 time across sessions",
+    )
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument(
@@ -189,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     streams: dict[str, Any] = {}
+    if args.from_checkpoint is not None and args.continue_from is not None:
+        print(
+            "--from-checkpoint skips stage 1; --continue-from continues it: pick one",
+            file=sys.stderr,
+        )
+        return 2
     if args.from_checkpoint is not None:
         # Resume at stage 2: the tokenizer is the one stage 1 trained (saved beside it).
         tok = Tokenizer.from_file(str(args.from_checkpoint.parent / "tokenizer.json"))
@@ -218,9 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         logger.info(
             "dialogues: spoken %d, written %d (%.0f s)", len(spoken), len(wr), time.time() - t0
         )
-        tok = tdata.train_tokenizer(
-            (linearise(d, close_last=True) for d in spoken[: len(spoken) // 2] + wr), args.vocab
-        )
+        if args.continue_from is not None:
+            tok = Tokenizer.from_file(str(args.continue_from.parent / "tokenizer.json"))
+        else:
+            tok = tdata.train_tokenizer(
+                (linearise(d, close_last=True) for d in spoken[: len(spoken) // 2] + wr),
+                args.vocab,
+            )
         tok.save(str(out / "tokenizer.json"))
         streams = {
             "spoken": tdata.token_stream(tok, spoken),
@@ -265,7 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"argv": sys.argv, "model": mcfg.to_dict(), "train": tcfg.__dict__}, indent=1)
     )
     if args.from_checkpoint is None:
-        train(tok=tok, streams=streams, evals=evals, mcfg=mcfg, tcfg=tcfg, out=out)
+        train(
+            tok=tok,
+            streams=streams,
+            evals=evals,
+            mcfg=mcfg,
+            tcfg=tcfg,
+            out=out,
+            init=args.continue_from,
+        )
         # The end of the cosine schedule, not the best-on-val checkpoint: late checkpoints
         # differ on the 1,500 val points by noise (±0.01 AUC) while the final one has seen
         # the most text (best.pt stays beside it for reference).

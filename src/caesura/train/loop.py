@@ -266,8 +266,14 @@ def train(
     mcfg: ModelConfig,
     tcfg: TrainConfig,
     out: Path,
+    init: Path | None = None,
 ) -> Path:
-    """Train; returns the path of the best checkpoint (by :func:`selection_score`)."""
+    """Train; returns the path of the best checkpoint (by :func:`selection_score`).
+
+    ``init`` continues from an earlier stage-1 checkpoint of the same model config (its
+    weights only: a fresh optimizer and a fresh warmup + cosine schedule, a warm restart);
+    the window sampler is then seeded apart from the first run so it does not replay it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
@@ -277,7 +283,18 @@ def train(
     boundary = word_start_mask(tok.get_vocab(), mcfg.vocab_size)
     boundary[eot] = True
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    lm = build_model(mcfg).to(device)
+    lm = build_model(mcfg)
+    start_step = 0
+    if init is not None:
+        ckpt = torch.load(init, map_location="cpu", weights_only=False)
+        if ckpt["model_config"] != mcfg.to_dict():
+            raise ValueError(
+                f"{init} holds a model {ckpt['model_config']}, not the configured {mcfg.to_dict()}"
+            )
+        lm.load_state_dict(ckpt["model"])
+        start_step = int(ckpt.get("total_step", ckpt["step"]))
+        logger.info("continuing from %s (stage-1 step %d)", init, start_step)
+    lm = lm.to(device)
     boundary = boundary.to(device)
     n_params = sum(p.numel() for p in lm.parameters())
     precision = resolve_precision(tcfg.precision, device)
@@ -293,7 +310,7 @@ def train(
         [streams[n] for n in names],
         [tcfg.spoken_share, 1 - tcfg.spoken_share],
         mcfg.context,
-        tcfg.seed,
+        tcfg.seed + start_step,
     )
     eval_ids = {k: encode_contexts(tok, v.contexts, mcfg.context) for k, v in evals.items()}
     t_start = time.time()
@@ -328,6 +345,7 @@ def train(
             "model": {k: v.cpu() for k, v in lm.state_dict().items()},
             "model_config": mcfg.to_dict(),
             "step": step,
+            "total_step": start_step + step,
             "metrics": rec,
         }
         torch.save(ckpt, out / "last.pt")
