@@ -8,8 +8,10 @@ one being run, so ``caesura segment`` never imports the server extra. To add a s
     COMMANDS["serve"] = Command("caesura.server.cli", "run the VAD / turn-detection server")
 
 ``caesura segment PATH...`` -- speech segments of audio files and folders (recursive: WAV,
-FLAC, OGG) as JSON (default), CSV or RTTM. A file that cannot be read is reported on stderr and
-the others are still processed; the exit status is 1 when any file failed, 2 on bad usage.
+FLAC, OGG) as JSON (default), CSV or RTTM. A file that cannot be read is reported on stderr (and
+listed with its ``error`` in JSON) and the others are still processed; the exit status is 1 when
+any file failed, 2 on bad usage. ``-o DIR/`` writes one file per input, mirroring the inputs'
+tree below their common folder, so no two inputs share an output.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, Protocol, TextIO
 
 from caesura._version import __version__
 from caesura.audio import read_audio
-from caesura.errors import CaesuraError
+from caesura.errors import CaesuraError, InvalidOptionError
 from caesura.vad.model import SileroVAD
 from caesura.vad.offline import TimestampOptions, speech_timestamps
 
@@ -202,7 +204,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         metavar="PATH",
-        help="output file, or a folder (existing, or ending in '/') for one file per input; "
+        help="output file, or a folder (existing, or ending in '/') for one file per input, "
+        "named after the input's path below the inputs' common folder (a/x.wav b/x.wav -> "
+        "DIR/a/x.json, DIR/b/x.json; x.flac x.ogg -> DIR/x.flac.json, DIR/x.ogg.json); "
         "default: stdout",
     )
     g = parser.add_argument_group("VAD options")
@@ -230,7 +234,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 @dataclass
 class _Result:
     path: Path
-    rel: Path
+    uri: str
     sample_rate: int
     num_samples: int
     segments: list[dict[str, float]]
@@ -240,10 +244,24 @@ class _Result:
         return self.num_samples / self.sample_rate
 
 
-def _discover(paths: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]], bool]:
-    """(files with their path relative to the given root, missing paths, any folder given)."""
-    files: list[tuple[Path, Path]] = []
-    missing: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class _Input:
+    """A path to segment: a file with the folder it was found under, or a path in error."""
+
+    path: Path
+    root: Path  # the folder named on the command line, or the file's own folder
+    error: str | None = None
+
+    @property
+    def rel(self) -> Path:
+        """The path below the folder it was found in (a named file: its name)."""
+        return self.path.relative_to(self.root)
+
+
+def _discover(paths: Iterable[str]) -> tuple[list[_Input], bool]:
+    """(inputs in command-line order, each file once; any folder given)."""
+    inputs: list[_Input] = []
+    seen: set[str] = set()
     folder = False
     for raw in paths:
         p = Path(raw)
@@ -253,13 +271,66 @@ def _discover(paths: Iterable[str]) -> tuple[list[tuple[Path, Path]], list[tuple
                 f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
             )
             if not found:
-                missing.append((raw, "no .wav/.flac/.ogg files in this folder"))
-            files.extend((f, f.relative_to(p)) for f in found)
+                inputs.append(_Input(p, p, "no .wav/.flac/.ogg files in this folder"))
+            pairs = [(f, p) for f in found]
         elif p.is_file():
-            files.append((p, Path(p.name)))
+            pairs = [(p, p.parent)]
         else:
-            missing.append((raw, "no such file or directory"))
-    return files, missing, folder
+            inputs.append(_Input(p, p.parent, "no such file or directory"))
+            continue
+        for f, root in pairs:
+            real = os.path.realpath(f)
+            if real not in seen:  # a file named twice (or inside a folder also given) runs once
+                seen.add(real)
+                inputs.append(_Input(f, root))
+    return inputs, folder
+
+
+def _names(inputs: Sequence[_Input]) -> dict[Path, Path]:
+    """Each file's output name without extension: its path below the common parent folder.
+
+    ``a/x.wav b/x.wav`` give ``a/x`` and ``b/x``; a folder's files keep their place below it.
+    Files whose names would still coincide (``x.flac`` beside ``x.ogg``, names differing only
+    in case) keep their audio suffix: ``x.flac``, ``x.ogg``.
+    """
+    files = [i for i in inputs if i.error is None]
+    if not files:
+        return {}
+    roots = [os.path.abspath(i.root) for i in files]
+    try:
+        common = os.path.commonpath(roots)
+    except ValueError:  # different drives: keep each path whole
+        common = ""
+    rels: dict[Path, Path] = {}
+    for i in files:
+        full = os.path.abspath(i.path)
+        rel = Path(os.path.relpath(full, common)) if common else Path(*Path(full).parts[1:])
+        rels[i.path] = rel
+    stems: dict[str, list[Path]] = {}
+    for path, rel in rels.items():
+        stems.setdefault(str(rel.with_suffix("")).casefold(), []).append(path)
+    return {
+        path: rel if len(stems[str(rel.with_suffix("")).casefold()]) > 1 else rel.with_suffix("")
+        for path, rel in rels.items()
+    }
+
+
+def _output_targets(inputs: Sequence[_Input], out_dir: Path, ext: str) -> dict[Path, Path]:
+    """Each file's output file under ``out_dir``; refuses (before anything is written) when
+    two inputs would share one."""
+    targets: dict[Path, Path] = {}
+    claimed: dict[str, Path] = {}
+    for path, name in _names(inputs).items():
+        target = out_dir / (str(name) + ext)
+        other = claimed.setdefault(str(target).casefold(), path)
+        if other != path:
+            raise InvalidOptionError(
+                f"{other} and {path} would both be written to {target} (names that differ "
+                "only in case collide on some file systems); nothing was written -- rename "
+                "one, or write everything to one file with -o FILE"
+            )
+        targets[path] = target
+    return targets
 
 
 class _Progress:
@@ -318,7 +389,15 @@ def _segment_file(path: Path, model: Any, compat: str | None, options: dict[str,
     audio, sr = read_audio(path)
     segs = speech_timestamps(audio, sr, compat=compat, model=model, **options)  # type: ignore[arg-type]
     # silero's compat mode scales decimated rates back by `step`; all results are input samples
-    return _Result(path, Path(path.name), sr, int(audio.size), segs)
+    return _Result(path, path.stem, sr, int(audio.size), segs)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """An input that could not be segmented (it is listed, with its error, in JSON)."""
+
+    path: Path
+    error: str
 
 
 def _seg_records(r: _Result) -> list[dict[str, Any]]:
@@ -333,11 +412,26 @@ def _seg_records(r: _Result) -> list[dict[str, Any]]:
     ]
 
 
-def _uri(r: _Result) -> str:
-    return str(r.rel.with_suffix("")).replace(os.sep, "/").replace(" ", "_")
+def _uri(rel: Path) -> str:
+    return str(rel.with_suffix("")).replace(os.sep, "/").replace(" ", "_")
 
 
-def _write(results: list[_Result], fmt: str, out: TextIO, options: dict[str, Any]) -> None:
+def _file_record(r: _Result | _Failure) -> dict[str, Any]:
+    if isinstance(r, _Failure):
+        return {"path": str(r.path), "error": r.error}
+    return {
+        "path": str(r.path),
+        "sample_rate": r.sample_rate,
+        "duration_s": round(r.duration_s, 3),
+        "speech_s": round(sum(s["end"] - s["start"] for s in r.segments) / r.sample_rate, 3),
+        "segments": _seg_records(r),
+    }
+
+
+def _write(
+    items: Sequence[_Result | _Failure], fmt: str, out: TextIO, options: dict[str, Any]
+) -> None:
+    results = [r for r in items if isinstance(r, _Result)]
     if fmt == "json":
         doc = {
             "caesura": __version__,
@@ -345,18 +439,7 @@ def _write(results: list[_Result], fmt: str, out: TextIO, options: dict[str, Any
                 k: (None if isinstance(v, float) and math.isinf(v) else v)
                 for k, v in options.items()
             },
-            "files": [
-                {
-                    "path": str(r.path),
-                    "sample_rate": r.sample_rate,
-                    "duration_s": round(r.duration_s, 3),
-                    "speech_s": round(
-                        sum(s["end"] - s["start"] for s in r.segments) / r.sample_rate, 3
-                    ),
-                    "segments": _seg_records(r),
-                }
-                for r in results
-            ],
+            "files": [_file_record(r) for r in items],
         }
         json.dump(doc, out, indent=2)
         out.write("\n")
@@ -377,40 +460,45 @@ def _write(results: list[_Result], fmt: str, out: TextIO, options: dict[str, Any
                 )
     else:  # rttm
         for r in results:
-            uri = _uri(r)
+            uri = r.uri
             for s in r.segments:
                 start = s["start"] / r.sample_rate
                 dur = (s["end"] - s["start"]) / r.sample_rate
                 out.write(f"SPEAKER {uri} 1 {start:.3f} {dur:.3f} <NA> <NA> speech <NA> <NA>\n")
 
 
-def _render(results: list[_Result], fmt: str, options: dict[str, Any]) -> str:
+def _render(items: Sequence[_Result | _Failure], fmt: str, options: dict[str, Any]) -> str:
     buf = io.StringIO()
-    _write(results, fmt, buf, options)
+    _write(items, fmt, buf, options)
     return buf.getvalue()
 
 
 def _iter_results(
     *,
-    files: list[tuple[Path, Path]],
+    inputs: list[_Input],
     model: Any,
     compat: str | None,
     options: dict[str, Any],
     progress: _Progress,
-    failures: list[tuple[str, str]],
-) -> Iterator[_Result]:
-    for path, rel in files:
+) -> Iterator[_Result | _Failure]:
+    """Segment the inputs in order; an input in error, or one that fails, is a failure."""
+    for item in inputs:
+        path = item.path
+        if item.error is not None:
+            progress.message(f"caesura segment: {path}: {item.error}")
+            yield _Failure(path, item.error)
+            continue
         try:
             r = _segment_file(path, model, compat, options)
         except (CaesuraError, OSError) as exc:
             msg = str(exc)
-            if not msg.startswith(str(path)):
-                msg = f"{path}: {msg}"
-            failures.append((str(path), msg))
+            prefix = f"{path}: "
+            why = msg[len(prefix) :] if msg.startswith(prefix) else msg
             logger.debug("failed on %s", path, exc_info=True)
-            progress.message(f"caesura segment: {msg}")
+            progress.message(f"caesura segment: {path}: {why}")
+            yield _Failure(path, why)
         else:
-            r.rel = rel
+            r.uri = _uri(item.rel)
             yield r
         finally:
             progress.update(path.name)
@@ -429,43 +517,40 @@ def run(args: argparse.Namespace) -> int:
         options["neg_threshold"] = args.neg_threshold
     TimestampOptions.from_kwargs(**options)  # bad options: InvalidOptionError, exit 2
 
-    files, missing, folder = _discover(args.paths)
-    failures: list[tuple[str, str]] = []
-    for raw, why in missing:
-        failures.append((raw, why))
-        print(f"caesura segment: {raw}: {why}", file=sys.stderr)
-
+    inputs, folder = _discover(args.paths)
+    files = [i for i in inputs if i.error is None]
+    ext = {"json": ".json", "csv": ".csv", "rttm": ".rttm"}[args.format]
     out_dir: Path | None = None
+    targets: dict[Path, Path] = {}
     if args.output is not None and (
         Path(args.output).is_dir() or args.output.endswith(("/", os.sep))
     ):
         out_dir = Path(args.output)
+        targets = _output_targets(inputs, out_dir, ext)  # refuses before writing anything
         out_dir.mkdir(parents=True, exist_ok=True)
 
     model = SileroVAD.load() if files else None
     progress = _Progress(len(files), enabled=folder and not args.no_progress and len(files) > 1)
-    results: list[_Result] = []
-    ext = {"json": ".json", "csv": ".csv", "rttm": ".rttm"}[args.format]
+    items: list[_Result | _Failure] = []
     try:
         for r in _iter_results(
-            files=files,
-            model=model,
-            compat=args.compat,
-            options=options,
-            progress=progress,
-            failures=failures,
+            inputs=inputs, model=model, compat=args.compat, options=options, progress=progress
         ):
-            if out_dir is not None:
-                target = out_dir / r.rel.with_suffix(ext)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(_render([r], args.format, options), encoding="utf-8")
-            else:
-                results.append(r)
+            if out_dir is None:
+                items.append(r)
+                continue
+            if isinstance(r, _Failure):
+                items.append(r)
+                if r.path not in targets or args.format != "json":
+                    continue  # a missing path has no output; CSV / RTTM cannot hold an error
+            target = targets[r.path]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(_render([r], args.format, options), encoding="utf-8")
     finally:
         progress.close()
 
     if out_dir is None:
-        text = _render(results, args.format, options)
+        text = _render(items, args.format, options)
         if args.output is None:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -474,9 +559,10 @@ def run(args: argparse.Namespace) -> int:
             if target.parent != Path():
                 target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
+    failures = [r for r in items if isinstance(r, _Failure)]
     if failures:
         print(
-            f"caesura segment: {len(failures)} of {len(files) + len(missing)} input(s) failed",
+            f"caesura segment: {len(failures)} of {len(inputs)} input(s) failed",
             file=sys.stderr,
         )
         return 1

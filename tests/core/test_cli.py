@@ -91,8 +91,12 @@ def test_folder_with_corrupt_file_processes_the_others(capsys, folder):
     assert "1 of 3 input(s) failed" in err
     doc = json.loads(out)
     names = [f["path"].rsplit("/", 1)[-1] for f in doc["files"]]
-    assert names == ["a.wav", "b.WAV"]
-    assert all(f["segments"] for f in doc["files"])
+    assert names == ["a.wav", "b.WAV", "broken.wav"]
+    assert all(f["segments"] for f in doc["files"][:2])
+    # the file that failed is listed with its error, not only reported on stderr
+    broken = doc["files"][2]
+    assert set(broken) == {"path", "error"}
+    assert "corrupt WAV" in broken["error"]
 
 
 def test_missing_path_reported(capsys, folder, tmp_path):
@@ -100,7 +104,9 @@ def test_missing_path_reported(capsys, folder, tmp_path):
     assert rc == 1
     assert "nope.wav" in err
     assert "no such file" in err
-    assert len(json.loads(out)["files"]) == 1
+    files = json.loads(out)["files"]
+    assert [f["path"] for f in files] == [str(folder / "a.wav"), str(tmp_path / "nope.wav")]
+    assert files[1] == {"path": str(tmp_path / "nope.wav"), "error": "no such file or directory"}
 
 
 def test_csv_format(capsys, folder):
@@ -143,7 +149,10 @@ def test_output_folder_one_file_per_input(capsys, folder, tmp_path):
     assert rc == 1
     assert (outdir / "a.json").is_file()
     assert (outdir / "sub" / "b.json").is_file()
-    assert not (outdir / "sub" / "broken.json").exists()
+    # the failed file's document holds its error (and no segments: it is not silence)
+    (broken,) = json.loads((outdir / "sub" / "broken.json").read_text())["files"]
+    assert "error" in broken
+    assert "segments" not in broken
     doc = json.loads((outdir / "a.json").read_text())
     assert doc["files"][0]["segments"]
     # a progress bar (tqdm, or the plain one) went to stderr over the folder
@@ -260,3 +269,79 @@ def _write16(tmp_path, audio):
 def test_registry_is_extensible():
     assert "segment" in cli.COMMANDS
     assert cli.COMMANDS["segment"].module == "caesura.cli"
+
+
+def test_output_folder_keeps_same_named_inputs_apart(capsys, tmp_path, speech):
+    # a/x.wav and b/x.wav used to land in one out/x.csv holding b's rows only
+    audio, sr = speech
+    for sub, part in (("a", audio[: 6 * sr]), ("b", audio[6 * sr :])):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        write_wav(tmp_path / "in" / sub / "x.wav", part, sr)
+    out = tmp_path / "out"
+    a, b = tmp_path / "in" / "a" / "x.wav", tmp_path / "in" / "b" / "x.wav"
+    rc, _, err = run_cli(capsys, "segment", "-f", "csv", "-o", f"{out}/", str(a), str(b))
+    assert rc == 0, err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.csv")) == [
+        "a/x.csv",
+        "b/x.csv",
+    ]
+    for src in (a, b):
+        rows = list(csv.DictReader(io.StringIO((out / src.parent.name / "x.csv").read_text())))
+        assert rows
+        assert {r["file"] for r in rows} == {str(src)}
+
+
+def test_output_folder_two_folders_with_the_same_file_names(capsys, tmp_path, speech):
+    audio, sr = speech
+    for d in ("day1", "day2"):
+        (tmp_path / d).mkdir()
+        write_wav(tmp_path / d / "call.wav", audio[: 4 * sr], sr)
+    out = tmp_path / "out"
+    rc, _, err = run_cli(
+        capsys, "segment", str(tmp_path / "day1"), str(tmp_path / "day2"), "-o", f"{out}/"
+    )
+    assert rc == 0, err
+    assert (out / "day1" / "call.json").is_file()
+    assert (out / "day2" / "call.json").is_file()
+
+
+def test_output_folder_same_stem_different_formats(capsys, tmp_path, speech):
+    sf = pytest.importorskip("soundfile")
+    audio, sr = speech
+    sf.write(tmp_path / "speech.flac", audio[: 4 * sr], sr)
+    sf.write(tmp_path / "speech.ogg", audio[4 * sr : 8 * sr], sr, format="OGG", subtype="VORBIS")
+    out = tmp_path / "out"
+    rc, _, err = run_cli(
+        capsys,
+        "segment",
+        str(tmp_path / "speech.flac"),
+        str(tmp_path / "speech.ogg"),
+        "-o",
+        f"{out}/",
+    )
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["speech.flac.json", "speech.ogg.json"]
+    for name in ("flac", "ogg"):
+        (f,) = json.loads((out / f"speech.{name}.json").read_text())["files"]
+        assert f["path"].endswith(f"speech.{name}")
+
+
+def test_output_folder_refuses_a_collision_before_writing(capsys, tmp_path, speech):
+    # names differing only in case would collide on a case-insensitive file system
+    audio, sr = speech
+    write_wav(tmp_path / "Take.wav", audio[: 4 * sr], sr)
+    write_wav(tmp_path / "take.wav", audio[4 * sr : 8 * sr], sr)
+    out = tmp_path / "out"
+    rc, _, err = run_cli(capsys, "segment", str(tmp_path), "-o", f"{out}/")
+    assert rc == 2
+    assert "would both be written to" in err
+    assert "nothing was written" in err
+    assert not out.exists()
+
+
+def test_a_file_given_twice_is_segmented_once(capsys, folder, tmp_path):
+    out = tmp_path / "out"
+    rc, _, _ = run_cli(capsys, "segment", str(folder), str(folder / "a.wav"), "-o", f"{out}/")
+    assert rc == 1  # the broken file
+    assert (out / "a.json").is_file()
+    assert not (out / "in").exists()
