@@ -9,9 +9,9 @@ subclass that names the problem. Nothing is silently coerced into silence.
 * :func:`pcm16_bytes_to_float32` -- little-endian PCM16 bytes (WebSocket frames) to float32.
 * :class:`Resampler` -- a streaming, anti-aliased resampler (soxr), chunking-invariant.
 * :func:`decode_wav` -- a strict pure-numpy RIFF/WAVE decoder (PCM 8/16/24/32-bit, IEEE float
-  32/64, WAVE_FORMAT_EXTENSIBLE, any channel count and rate).
-* :func:`read_audio` -- a file to ``(float32 mono, rate)``: WAV by :func:`decode_wav`, FLAC/OGG
-  through soundfile (extra ``files``).
+  32/64, G.711 mu-law and A-law, WAVE_FORMAT_EXTENSIBLE, any channel count and rate).
+* :func:`read_audio` -- a file to ``(float32 mono, rate)``: WAV by :func:`decode_wav`,
+  FLAC/OGG/Opus/MP3 through soundfile (extra ``files``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from caesura.errors import (
 )
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "MAX_CHANNELS",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
@@ -56,6 +57,11 @@ MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 64
 
 _INT16_SCALE = np.float32(1.0 / 32768.0)
+
+#: File suffixes taken from a folder by ``caesura segment`` and ``caesura tune``
+#: (case-insensitive): WAV by :func:`decode_wav`, the others through soundfile. A file named
+#: on the command line is read whatever its suffix.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,12 +230,12 @@ def resample(audio: Float32Array, in_rate: int, out_rate: int) -> Float32Array:
 
 _WAVE_FORMAT_PCM = 0x0001
 _WAVE_FORMAT_IEEE_FLOAT = 0x0003
+_WAVE_FORMAT_ALAW = 0x0006
+_WAVE_FORMAT_MULAW = 0x0007
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _KSDATAFORMAT_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 _FORMAT_NAMES = {
     0x0002: "MS ADPCM",
-    0x0006: "A-law",
-    0x0007: "mu-law",
     0x0011: "IMA ADPCM",
     0x0031: "GSM 6.10",
     0x0050: "MPEG",
@@ -242,16 +248,40 @@ def _format_name(tag: int) -> str:
     return _FORMAT_NAMES.get(tag, f"format tag 0x{tag:04X}")
 
 
+def _g711_tables() -> tuple[Float32Array, Float32Array]:
+    """ITU-T G.711 expansion of every 8-bit code to 16-bit linear PCM, scaled to [-1, 1).
+
+    mu-law: complement the code; sign bit 7, exponent bits 4-6, mantissa bits 0-3;
+    ``((mantissa << 3) + 0x84) << exponent`` less the 0x84 bias (full scale +-32124).
+    A-law: XOR the code with 0x55; bit 7 set is positive; ``(mantissa << 4) + 8`` for exponent
+    0, else ``((mantissa << 4) + 0x108) << (exponent - 1)`` (full scale +-32256).
+    """
+    code = np.arange(256, dtype=np.int32)
+    u = ~code & 0xFF
+    mag = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)
+    ulaw = np.where(u & 0x80, 0x84 - mag, mag - 0x84)
+    a = code ^ 0x55
+    exp = (a >> 4) & 0x07
+    man = (a & 0x0F) << 4
+    mag = np.where(exp == 0, man + 8, (man + 0x108) << np.maximum(exp - 1, 0))
+    alaw = np.where(a & 0x80, mag, -mag)
+    return ulaw.astype(np.float32) * _INT16_SCALE, alaw.astype(np.float32) * _INT16_SCALE
+
+
+_ULAW, _ALAW = _g711_tables()
+
+
 def decode_wav(data: bytes | bytearray | memoryview) -> tuple[Float32Array, int]:
     """Decode a RIFF/WAVE byte string to ``(float32 array [frames, channels], sample_rate)``.
 
     Supported: PCM integer 8-bit (unsigned), 16, 24 and 32-bit (signed), IEEE float 32 and
-    64-bit, plain or WAVE_FORMAT_EXTENSIBLE headers, 1..:data:`MAX_CHANNELS` channels, rates in
-    [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`]. Integer samples are scaled to [-1, 1).
+    64-bit, 8-bit G.711 mu-law and A-law (telephony), plain or WAVE_FORMAT_EXTENSIBLE headers,
+    1..:data:`MAX_CHANNELS` channels, rates in [:data:`MIN_SAMPLE_RATE`,
+    :data:`MAX_SAMPLE_RATE`]. Integer and G.711 samples are scaled to [-1, 1).
     A data chunk size of 0xFFFFFFFF (streaming writers) means "to the end of the file".
 
     Everything else raises :class:`AudioDecodeError` naming the problem: not RIFF/WAVE, no
-    ``fmt``/``data`` chunk, compressed codecs (ADPCM, mu-law, MP3, ...), inconsistent header
+    ``fmt``/``data`` chunk, compressed codecs (ADPCM, GSM, MP3, ...), inconsistent header
     fields (block align, byte rate), truncated data, chunk sizes running past the file, absurd
     rates or channel counts, NaN/inf float samples. No other exception escapes.
     """
@@ -337,6 +367,15 @@ def _decode_wav(data: bytes | bytearray | memoryview) -> tuple[Float32Array, int
     return out, rate
 
 
+#: Bits per sample each supported format tag allows.
+_ALLOWED_BITS: dict[int, tuple[int, ...]] = {
+    _WAVE_FORMAT_PCM: (8, 16, 24, 32),
+    _WAVE_FORMAT_IEEE_FLOAT: (32, 64),
+    _WAVE_FORMAT_MULAW: (8,),
+    _WAVE_FORMAT_ALAW: (8,),
+}
+
+
 def _parse_fmt(fmt: bytes) -> tuple[int, int, int, int, int, int]:
     if len(fmt) < 16:
         raise AudioDecodeError(f"corrupt WAV: 'fmt ' chunk is {len(fmt)} bytes, need >= 16")
@@ -361,10 +400,10 @@ def _parse_fmt(fmt: bytes) -> tuple[int, int, int, int, int, int]:
             raise AudioDecodeError(
                 f"corrupt WAV: {valid_bits} valid bits in a {bits}-bit container"
             )
-    if tag not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_IEEE_FLOAT):
+    if tag not in _ALLOWED_BITS:
         raise AudioDecodeError(
-            f"unsupported WAV codec: {_format_name(tag)}; only PCM integer and IEEE float "
-            "are supported (convert the file to PCM)"
+            f"unsupported WAV codec: {_format_name(tag)}; only PCM integer, IEEE float, "
+            "mu-law and A-law are supported (convert the file to PCM)"
         )
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioDecodeError(
@@ -375,9 +414,11 @@ def _parse_fmt(fmt: bytes) -> tuple[int, int, int, int, int, int]:
             f"unsupported WAV: sample rate {rate} Hz (supported "
             f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)"
         )
-    allowed = (8, 16, 24, 32) if tag == _WAVE_FORMAT_PCM else (32, 64)
+    allowed = _ALLOWED_BITS[tag]
     if bits not in allowed:
-        kind = "PCM" if tag == _WAVE_FORMAT_PCM else "IEEE float"
+        kind = {_WAVE_FORMAT_PCM: "PCM", _WAVE_FORMAT_IEEE_FLOAT: "IEEE float"}.get(
+            tag, _format_name(tag)
+        )
         raise AudioDecodeError(
             f"unsupported WAV: {bits}-bit {kind} (supported: {', '.join(map(str, allowed))})"
         )
@@ -394,6 +435,9 @@ def _parse_fmt(fmt: bytes) -> tuple[int, int, int, int, int, int]:
 
 
 def _samples_from_bytes(raw: bytes, tag: int, width: int) -> Float32Array:
+    if tag in (_WAVE_FORMAT_MULAW, _WAVE_FORMAT_ALAW):
+        table = _ULAW if tag == _WAVE_FORMAT_MULAW else _ALAW
+        return table[np.frombuffer(raw, dtype=np.uint8)]
     if tag == _WAVE_FORMAT_IEEE_FLOAT:
         if width == 4:
             return np.frombuffer(raw, dtype="<f4").astype(np.float32)
@@ -421,17 +465,17 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[Float32Array, int]:
     """Read an audio file to ``(float32 mono, sample_rate)``; channels are averaged.
 
     WAV files (recognised by their RIFF header, whatever the extension) go through
-    :func:`decode_wav`; anything else (FLAC, OGG/Vorbis, Opus, ...) through soundfile, which
-    needs the ``files`` extra (:class:`MissingDependencyError` otherwise). A file that cannot be
-    decoded raises :class:`AudioDecodeError` naming the path; a missing file raises
-    :class:`FileNotFoundError`.
+    :func:`decode_wav`; anything else (FLAC, OGG/Vorbis, Opus, MP3, ...) through soundfile,
+    which needs the ``files`` extra (:class:`MissingDependencyError` otherwise). A file named
+    ``.wav`` without a RIFF header that soundfile cannot read either (or without soundfile) is
+    "not a WAV file". A file that cannot be decoded raises :class:`AudioDecodeError` naming the
+    path; a missing file raises :class:`FileNotFoundError`.
     """
     p = os.fspath(path)
+    wav_name = os.path.splitext(p)[1].lower() in (".wav", ".wave")
     with open(p, "rb") as fh:
         head = fh.read(12)
-        if head[:4] in (b"RIFF", b"RIFX", b"RF64") or (
-            len(head) < 12 and os.path.splitext(p)[1].lower() == ".wav"
-        ):
+        if head[:4] in (b"RIFF", b"RIFX", b"RF64") or (len(head) < 12 and wav_name):
             blob = head + fh.read()
             try:
                 frames, rate = decode_wav(blob)
@@ -440,13 +484,21 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[Float32Array, int]:
             return to_mono(frames), rate
     if not head:
         raise AudioDecodeError(f"{p}: the file is empty (0 bytes)")
+    # a .wav without a RIFF header: another format soundfile may know (NIST SPHERE), or junk
+    not_wav = AudioDecodeError(
+        f"{p}: not a WAV file: missing RIFF header (starts with {head[:4]!r})"
+    )
     try:
         import soundfile  # noqa: PLC0415
     except ImportError as exc:
+        if wav_name:
+            raise not_wav from exc
         raise MissingDependencyError("soundfile", "files", "reading non-WAV audio files") from exc
     try:
         frames_sf, rate = soundfile.read(p, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / ValueError
+        if wav_name:
+            raise not_wav from exc
         raise AudioDecodeError(f"{p}: cannot decode audio file ({exc})") from exc
     arr = np.asarray(frames_sf, dtype=np.float32)
     if arr.size and not np.isfinite(arr).all():

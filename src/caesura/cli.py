@@ -8,10 +8,11 @@ one being run, so ``caesura segment`` never imports the server extra. To add a s
     COMMANDS["serve"] = Command("caesura.server.cli", "run the VAD / turn-detection server")
 
 ``caesura segment PATH...`` -- speech segments of audio files and folders (recursive: WAV,
-FLAC, OGG) as JSON (default), CSV or RTTM. A file that cannot be read is reported on stderr (and
-listed with its ``error`` in JSON) and the others are still processed; the exit status is 1 when
-any file failed, 2 on bad usage. ``-o DIR/`` writes one file per input, mirroring the inputs'
-tree below their common folder, so no two inputs share an output.
+FLAC, OGG, Opus, MP3, see :data:`~caesura.audio.AUDIO_SUFFIXES`) as JSON (default), CSV or
+RTTM. A file that cannot be read is reported on stderr (and listed with its ``error`` in JSON)
+and the others are still processed; the exit status is 1 when any file failed, 2 on bad usage.
+``-o DIR/`` writes one file per input, mirroring the inputs' tree below their common folder, so
+no two inputs share an output.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from caesura._version import __version__
-from caesura.audio import read_audio
+from caesura.audio import AUDIO_SUFFIXES, read_audio
 from caesura.errors import CaesuraError, InvalidOptionError
 from caesura.vad.model import SileroVAD
 from caesura.vad.offline import TimestampOptions, speech_timestamps
@@ -48,9 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: File suffixes picked up when a folder is given (case-insensitive).
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 
 
 @dataclass(frozen=True)
@@ -271,7 +269,7 @@ def _discover(paths: Iterable[str]) -> tuple[list[_Input], bool]:
                 f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
             )
             if not found:
-                inputs.append(_Input(p, p, "no .wav/.flac/.ogg files in this folder"))
+                inputs.append(_Input(p, p, f"no {'/'.join(AUDIO_SUFFIXES)} files in this folder"))
             pairs = [(f, p) for f in found]
         elif p.is_file():
             pairs = [(p, p.parent)]

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from caesura.audio import AUDIO_SUFFIXES
 from caesura.errors import (
     CaesuraError,
     InvalidOptionError,
@@ -94,8 +95,8 @@ logger = logging.getLogger(__name__)
 
 Objective = Literal["balanced", "responsive", "robust"]
 OBJECTIVES: tuple[Objective, ...] = ("balanced", "responsive", "robust")
-#: File name endings taken from a folder.
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
+#: File name endings taken from a folder (those of ``caesura segment``).
+AUDIO_EXTENSIONS: tuple[str, ...] = AUDIO_SUFFIXES
 
 F64 = npt.NDArray[np.float64]
 T = TypeVar("T")
@@ -1326,7 +1327,10 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``caesura tune``'s arguments to ``parser``."""
     d = TuneGrid()
     parser.add_argument(
-        "recordings", nargs="+", metavar="RECORDING", help="audio files or folders (WAV/FLAC/OGG)"
+        "recordings",
+        nargs="+",
+        metavar="RECORDING",
+        help="audio files or folders (WAV, FLAC, OGG, Opus, MP3)",
     )
     parser.add_argument(
         "--labels",

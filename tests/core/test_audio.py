@@ -262,6 +262,51 @@ def test_decode_wav_matches_soundfile(tmp_path):
         np.testing.assert_allclose(out, ref, atol=1e-7, err_msg=subtype)
 
 
+@pytest.mark.parametrize("subtype", ["ULAW", "ALAW"])
+@pytest.mark.parametrize(("container", "channels"), [("WAV", 1), ("WAV", 2), ("WAVEX", 1)])
+def test_decode_wav_g711_matches_soundfile(tmp_path, subtype, container, channels):
+    # 8 kHz mu-law / A-law: the telephone formats, decoded without soundfile
+    sf = pytest.importorskip("soundfile")
+    rng = np.random.default_rng(7)
+    frames = np.clip(rng.normal(0.0, 0.3, (4000, channels)), -1, 1)
+    path = tmp_path / f"{subtype}-{container}.wav"
+    sf.write(path, frames, 8000, subtype=subtype, format=container)
+    ref, _ = sf.read(path, dtype="float32", always_2d=True)
+    out, rate = decode_wav(path.read_bytes())
+    assert rate == 8000
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_allclose(out, frames, atol=0.02)  # G.711 keeps ~13 bits
+
+
+@pytest.mark.parametrize(("tag", "subtype"), [(7, "ULAW"), (6, "ALAW")])
+def test_decode_wav_g711_every_code_matches_soundfile(tmp_path, tag, subtype):
+    sf = pytest.importorskip("soundfile")
+    codes = bytes(range(256))
+    fmt = struct.pack("<HHIIHHH", tag, 1, 8000, 8000, 1, 8, 0)
+    body = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 256) + codes
+    path = tmp_path / f"{subtype}.wav"
+    path.write_bytes(riff(body))
+    assert sf.info(path).subtype == subtype
+    ref, _ = sf.read(path, dtype="float32", always_2d=True)
+    out, _ = decode_wav(path.read_bytes())
+    np.testing.assert_array_equal(out, ref)
+    # mu-law has two zero codes (+0, -0); A-law's smallest steps are +-8/32768
+    assert len(np.unique(out)) == (255 if subtype == "ULAW" else 256)
+
+
+def test_read_audio_mulaw_without_soundfile(tmp_path, monkeypatch):
+    sf = pytest.importorskip("soundfile")
+    frames = signal(800, 1)
+    path = tmp_path / "call.wav"
+    sf.write(path, frames, 8000, subtype="ULAW")
+    ref, _ = sf.read(path, dtype="float32")
+    monkeypatch.setitem(sys.modules, "soundfile", None)
+    audio, rate = read_audio(path)
+    assert rate == 8000
+    np.testing.assert_array_equal(audio, ref)
+
+
 def test_decode_wav_skips_unknown_chunks_and_odd_padding():
     extra = b"LIST" + struct.pack("<I", 5) + b"abcde" + b"\x00"
     frames = signal(7, 1)
@@ -431,6 +476,31 @@ def test_read_audio_without_soundfile(tmp_path, monkeypatch):
     wav = tmp_path / "x.wav"  # WAV never needs soundfile
     wav.write_bytes(GOOD)
     assert read_audio(wav)[0].shape == (20,)
+
+
+@pytest.mark.parametrize("with_soundfile", [True, False])
+def test_read_audio_text_named_wav_is_not_a_wav_file(tmp_path, monkeypatch, with_soundfile):
+    if with_soundfile:
+        pytest.importorskip("soundfile")
+    else:
+        monkeypatch.setitem(sys.modules, "soundfile", None)
+    path = tmp_path / "notes.wav"
+    path.write_text("these are my meeting notes, not audio\n")
+    with pytest.raises(AudioDecodeError, match=r"notes\.wav: not a WAV file: missing RIFF header"):
+        read_audio(path)
+
+
+def test_read_audio_mp3(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    x = signal(8000, 1)[:, 0]
+    path = tmp_path / "x.mp3"
+    sf.write(path, x, 16000)
+    audio, rate = read_audio(path)
+    assert rate == 16000
+    assert audio.ndim == 1
+    assert abs(audio.size - x.size) < 2000  # the decoder may pad a frame
 
 
 def test_read_fixture(fixtures_dir: Path):

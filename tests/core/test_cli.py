@@ -345,3 +345,34 @@ def test_a_file_given_twice_is_segmented_once(capsys, folder, tmp_path):
     assert rc == 1  # the broken file
     assert (out / "a.json").is_file()
     assert not (out / "in").exists()
+
+
+@pytest.mark.parametrize("with_soundfile", [True, False])
+def test_text_file_named_wav_is_not_a_wav_file(capsys, tmp_path, monkeypatch, with_soundfile):
+    if not with_soundfile:
+        monkeypatch.setitem(sys.modules, "soundfile", None)
+    notes = tmp_path / "notes.wav"
+    notes.write_text("meeting notes, not audio\n")
+    rc, out, err = run_cli(capsys, "segment", str(notes))
+    assert rc == 1
+    assert f"{notes}: not a WAV file: missing RIFF header" in err
+    assert "soundfile" not in err
+    assert "not a WAV file" in json.loads(out)["files"][0]["error"]
+
+
+def test_mp3_named_or_found_in_a_folder_alike(capsys, tmp_path, speech):
+    sf = pytest.importorskip("soundfile")
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    audio, sr = speech
+    (tmp_path / "calls").mkdir()
+    mp3 = tmp_path / "calls" / "call.mp3"
+    sf.write(mp3, audio[: 6 * sr], sr)
+    rc_named, out_named, err = run_cli(capsys, "segment", str(mp3))
+    assert rc_named == 0, err
+    rc_found, out_found, err = run_cli(capsys, "segment", str(tmp_path / "calls"))
+    assert rc_found == 0, err
+    named, found = json.loads(out_named)["files"], json.loads(out_found)["files"]
+    assert [f["path"] for f in found] == [str(mp3)]
+    assert found == named
+    assert named[0]["segments"]
