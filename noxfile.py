@@ -50,6 +50,14 @@ def tests(session: nox.Session, suite: str) -> None:
 
 
 @nox.session
+def newcomer(session: nox.Session) -> None:
+    """What a newcomer does from this clone, verbatim: every install line of README.md, the
+    plugin READMEs, the quickstarts and the examples, each in a fresh virtualenv, then each
+    example's documented command (tests/docs/newcomer.py; ``-- --list`` shows the plan)."""
+    session.run("python", "tests/docs/newcomer.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")

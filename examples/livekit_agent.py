@@ -4,7 +4,7 @@ Both caesura models are loaded once per worker process in ``prewarm`` and shared
 (VAD streams of all jobs in a process are batched into one model call). STT, LLM and TTS go
 through LiveKit Inference here; swap in any plugin you like.
 
-    pip install livekit-plugins-caesura "livekit-agents>=1.8"
+    pip install . ./plugins/livekit  # from a clone (once released: livekit-plugins-caesura)
     export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=...
     python examples/livekit_agent.py dev        # or: console / start
 

@@ -1,5 +1,6 @@
 """A Pipecat pipeline using caesura for both questions: is the user speaking, and are they done?
 
+    pip install . ./plugins/pipecat  # from a clone; once released: pip install pipecat-caesura
     python examples/pipecat_bot.py                                   # offline demo
     python examples/pipecat_bot.py --wav my.wav --say "I want to book a table for" \\
         --say "two people at eight please."

@@ -1,5 +1,6 @@
 """Run a WAV file and a timed transcript through the turn engine and print the timeline.
 
+    pip install .  # from a clone; once released: pip install caesura
     python examples/turns_from_wav.py tests/fixtures/speech_16k.wav transcript.txt
 
 The transcript is either a text file with one line per utterance, ``START END TEXT``

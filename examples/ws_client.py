@@ -1,5 +1,6 @@
 """Stream a WAV file to ``caesura serve``'s realtime endpoint and print the events.
 
+    pip install '.[server]'  # from a clone; once released: pip install 'caesura[server]'
     caesura serve &                                   # 127.0.0.1:9093
     python examples/ws_client.py tests/fixtures/speech_16k.wav
     python examples/ws_client.py speech.wav --transcript "book a table for two" --fast
