@@ -17,7 +17,8 @@ default) one after the other with a progress bar, prints each one's tables, and 
 
 A script that fails (a peer not installed, no data) is reported and the others still run;
 the exit status is 1 when any failed. Must be run from a source checkout (or pass
-``--benchmarks-dir``): the benchmark scripts are not part of the wheel.
+``--benchmarks-dir``): the benchmark scripts are not part of the wheel. ``--list`` works
+anywhere: without the scripts it lists the known benchmarks and says how to get them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from caesura.tune import _command_line, progress
 __all__ = [
     "BENCHMARKS",
     "BUSY_CPUS",
+    "SOURCE_URL",
     "BenchResult",
     "Benchmark",
     "OtherLoad",
@@ -56,6 +58,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Where the benchmark scripts live (they are not in the wheel).
+SOURCE_URL = "https://github.com/caesura-voice/caesura"
+_GET_SCRIPTS = (
+    "the benchmark scripts are not installed with the package; get them with a source "
+    f"checkout: git clone {SOURCE_URL} && cd caesura && pip install '.[bench]' && caesura "
+    "bench --list (or pass --benchmarks-dir DIR)"
+)
 
 
 @dataclass(frozen=True)
@@ -139,10 +149,7 @@ def _find_benchmarks_dir(explicit: Path | None) -> Path:
     for c in candidates:
         if c.is_dir():
             return c
-    raise InvalidOptionError(
-        "no benchmarks/ folder here; run caesura bench from a source checkout of caesura "
-        "or pass --benchmarks-dir"
-    )
+    raise InvalidOptionError(f"no benchmarks/ folder here: {_GET_SCRIPTS}")
 
 
 def discover(folder: Path) -> dict[str, Path]:
@@ -298,17 +305,21 @@ def run_benchmark(
     cwd: Path | None = None,
     invoked_as: str = "",
 ) -> BenchResult:
-    """Run one benchmark script, save its output (and JSON) under ``out_dir / "results"``."""
+    """Run one benchmark script, save its output (and JSON) under ``out_dir / "results"``.
+
+    Relative ``out_dir`` and ``data`` are the caller's (the script runs in ``cwd``, the
+    repository, so it is given them absolute).
+    """
     cwd = cwd or script.parent.parent
     results = out_dir / "results"
     results.mkdir(parents=True, exist_ok=True)
-    cmd = [python, str(script)]
+    cmd = [python, str(script.absolute())]
     if data is not None:
-        cmd += ["--data", str(data)]
+        cmd += ["--data", str(data.absolute())]
     json_path: Path | None = None
     if _accepts(script, python, "--json"):
         json_path = results / f"{name}.json"
-        cmd += ["--json", str(json_path)]
+        cmd += ["--json", str(json_path.absolute())]
     cmd += list(extra_args)
     logger.info("running %s", shlex.join(cmd))
     t0 = time.perf_counter()
@@ -336,7 +347,7 @@ def run_benchmark(
     if load.busy:
         logger.warning("%s: %s", name, load.describe())
     shown = [
-        _display_path(Path(c), cwd) if i and Path(c).exists() else c for i, c in enumerate(cmd)
+        _display_path(Path(c), cwd) if i and os.path.isabs(c) else c for i, c in enumerate(cmd)
     ]
     shown[0] = "python"
     # the invoking command too, with this machine's absolute paths relative to the repository
@@ -508,17 +519,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _list(scripts: dict[str, Path] | None) -> int:
+    """``--list``: the scripts found, or (none found) the known benchmarks and where to get
+    them."""
+    names = list(scripts) if scripts is not None else list(BENCHMARKS)
+    for name in names:
+        b = BENCHMARKS.get(name)
+        print(f"{name:16s} {b.title if b else scripts[name].name if scripts else name}")
+        if b and b.needs:
+            print(f"{'':16s} needs: {b.needs}")
+    if scripts is None:
+        print(f"\n{_GET_SCRIPTS[0].upper()}{_GET_SCRIPTS[1:]}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``caesura bench``; 0 when every benchmark run succeeded."""
+    if args.list and args.benchmarks_dir is None:
+        try:
+            folder = _find_benchmarks_dir(None)
+        except InvalidOptionError:
+            return _list(None)
+        return _list(discover(folder))
     folder = _find_benchmarks_dir(args.benchmarks_dir)
     scripts = discover(folder)
     if args.list:
-        for name, path in scripts.items():
-            b = BENCHMARKS.get(name)
-            print(f"{name:16s} {b.title if b else path.name}")
-            if b and b.needs:
-                print(f"{'':16s} needs: {b.needs}")
-        return 0
+        return _list(scripts)
     names = list(args.names) or list(scripts)
     unknown = [n for n in names if n not in scripts]
     if unknown:

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,14 +35,15 @@ from typing import Any, Protocol, TextIO
 
 from caesura._version import __version__
 from caesura.audio import AUDIO_SUFFIXES, read_audio
-from caesura.errors import CaesuraError, InvalidOptionError
+from caesura.errors import CaesuraError, InvalidOptionError, UnsupportedSampleRateError
 from caesura.vad.model import SileroVAD
-from caesura.vad.offline import TimestampOptions, speech_timestamps
+from caesura.vad.offline import TimestampOptions, silero_decimation, speech_timestamps
 
 __all__ = [
     "AUDIO_SUFFIXES",
     "COMMANDS",
     "Command",
+    "DefaultsHelpFormatter",
     "add_vad_options",
     "configure",
     "main",
@@ -71,6 +73,37 @@ COMMANDS: dict[str, Command] = {
         "caesura.server.cli", "run the EchoKit-compatible VAD / turn-detection server"
     ),
 }
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` that shows each option's default: ``(default: 0.5)`` after its help text.
+
+    Left out where the help already says it (``default`` in the text) and for defaults that
+    mean "not set" (``None``, ``False``); infinite floats read ``no limit``, sequences are
+    comma-separated. Every ``caesura`` subcommand uses it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or "default" in text
+        ):
+            return action.help
+        shown = _show_default(default).replace("%", "%%")
+        return f"{text} (default: {shown})" if text else f"default: {shown}"
+
+
+def _show_default(value: object) -> str:
+    if isinstance(value, float):
+        return "no limit" if math.isinf(value) else f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return ",".join(_show_default(v) for v in value)
+    return str(value)
 
 
 class _CommandModule(Protocol):
@@ -103,7 +136,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = _selected(argv)
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(
+            name, help=cmd.help, description=cmd.help, formatter_class=DefaultsHelpFormatter
+        )
         if name == chosen:
             module: _CommandModule = importlib.import_module(cmd.module)
             module.configure(p)
@@ -161,13 +196,13 @@ def add_vad_options(
     silero-compatible vs realtime), so they are arguments; ``help_texts`` replaces or adds the help
     text of a flag, keyed by its dest.
     """
-    texts: dict[str, str | None] = {
-        "threshold": "speech threshold",
+    texts: dict[str, str] = {
+        "threshold": "speech probability at which speech starts",
         "neg_threshold": "exit threshold (default: max(threshold - 0.15, 0.01))",
-        "min_speech_ms": None,
-        "min_silence_ms": None,
-        "speech_pad_ms": None,
-        "max_speech_s": None,
+        "min_speech_ms": "speech shorter than this is dropped, ms",
+        "min_silence_ms": "silence that ends a segment (the hangover), ms",
+        "speech_pad_ms": "padding added to both ends of a segment, ms",
+        "max_speech_s": "split segments longer than this at their longest pause, s",
     }
     unknown = sorted(set(help_texts or {}) - set(texts))
     if unknown:
@@ -385,6 +420,13 @@ class _Progress:
 
 def _segment_file(path: Path, model: Any, compat: str | None, options: dict[str, Any]) -> _Result:
     audio, sr = read_audio(path)
+    if compat == "silero" and silero_decimation(sr) is None:
+        raise UnsupportedSampleRateError(
+            f"{path}: --compat silero takes 8000, 16000 Hz or multiples of 16000 Hz (like "
+            f"silero-vad), this file is {sr} Hz; leave out --compat silero (caesura resamples "
+            f"any rate), or convert the file first: ffmpeg -i {shlex.quote(str(path))} -ar "
+            "16000 out.wav"
+        )
     segs = speech_timestamps(audio, sr, compat=compat, model=model, **options)  # type: ignore[arg-type]
     # silero's compat mode scales decimated rates back by `step`; all results are input samples
     return _Result(path, path.stem, sr, int(audio.size), segs)

@@ -14,7 +14,8 @@ import pytest
 
 from caesura import cli
 from caesura.audio import read_audio, resample
-from caesura.vad.offline import speech_timestamps
+from caesura.server.config import ServerConfig, StreamOptions
+from caesura.vad.offline import TimestampOptions, speech_timestamps
 
 
 @pytest.fixture(scope="module")
@@ -376,3 +377,56 @@ def test_mp3_named_or_found_in_a_folder_alike(capsys, tmp_path, speech):
     assert [f["path"] for f in found] == [str(mp3)]
     assert found == named
     assert named[0]["segments"]
+
+
+def test_compat_silero_on_44k_suggests_the_cli_fix(capsys, tmp_path, speech):
+    audio, sr = speech
+    path = tmp_path / "hi.wav"
+    write_wav(path, resample(audio[: 4 * sr], sr, 44100), 44100)
+    rc, out, err = run_cli(capsys, "segment", str(path), "--compat", "silero")
+    assert rc == 1
+    assert "44100 Hz" in err
+    assert "leave out --compat silero" in err
+    assert "compat=None" not in err  # Python wording, not a flag the user can type
+    assert "--compat silero" in json.loads(out)["files"][0]["error"]
+    # and without the flag the same file is segmented
+    assert run_cli(capsys, "segment", str(path))[0] == 0
+
+
+def _help(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+
+def test_segment_help_shows_the_defaults(capsys):
+    text = _help(capsys, "segment")
+    d = TimestampOptions()
+    assert f"speech probability at which speech starts (default: {d.threshold:g})" in text
+    assert f"(default: {d.min_speech_duration_ms:g})" in text
+    assert f"(default: {d.min_silence_duration_ms:g})" in text
+    assert f"(default: {d.speech_pad_ms:g})" in text
+    assert "(default: no limit)" in text
+    assert "(default: json)" in text
+    assert "(default: None)" not in text
+    assert "(default: False)" not in text
+
+
+def test_serve_help_shows_the_defaults(capsys):
+    text = _help(capsys, "serve")
+    d, c = StreamOptions(), ServerConfig()
+    for flag, value in [
+        ("--threshold THRESHOLD", d.threshold),
+        ("--min-speech-ms MIN_SPEECH_MS", d.min_speech_ms),
+        ("--min-silence-ms MIN_SILENCE_MS", d.min_silence_ms),
+        ("--speech-pad-ms SPEECH_PAD_MS", d.speech_pad_ms),
+        ("--max-speech-s MAX_SPEECH_S", d.max_speech_s),
+        ("--eot-threshold EOT_THRESHOLD", d.eot_threshold),
+        ("--max-sessions MAX_SESSIONS", c.max_sessions),
+        ("--max-batch MAX_BATCH", c.max_batch),
+    ]:
+        after = text.rsplit(flag, 1)[1].split(" --", 1)[0]  # the option's help, not usage
+        assert f"(default: {value:g})" in after, (flag, after)
+    assert "(default: info)" in text
+    assert "(default: None)" not in text

@@ -86,17 +86,37 @@ def test_jsonl_file_scores_good_lines_and_names_bad_ones(model, tmp_path, capsys
     assert cli.main(["eot", "--jsonl", str(path), "-f", "jsonl"]) == 1
     out, err = capsys.readouterr()
     recs = records(out)
-    assert [r.get("id") for r in recs] == ["a", None, "h"]
+    # one output line per input line, in order, errors included: outputs join to inputs
+    assert [r["line"] for r in recs] == list(range(1, 11))
+    assert [r.get("id") for r in recs] == ["a", None, None, "d", None, "e", None, None, "h", None]
+    assert ["error" in r for r in recs] == [0, 1, 0, 1, 1, 1, 1, 1, 0, 1]
     assert recs[0]["probability"] == pytest.approx(
         model.predict([{"role": "user", "content": "yes that is right"}]), abs=1e-6
     )
+    assert "probability" in recs[2]
+    assert recs[1]["error"].startswith("not valid JSON")
+    assert recs[4]["error"] == "blank line: nothing to score"
     assert "line 2: not valid JSON" in err
     assert "line 4: no turns to score" in err
+    assert "line 5: blank line" in err
     assert "line 6: the end-of-turn model was trained for ['en'] only, not 'es'" in err
     assert "line 7: an object needs 'turns'" in err
     assert "line 8: expected a JSON array of turns or an object, got int" in err
     assert "line 10: not UTF-8 text" in err
-    assert "6 of 9 input(s) could not be scored" in err
+    assert "7 of 10 input(s) could not be scored" in err
+
+
+def test_jsonl_output_lines_join_to_input_lines(tmp_path, capsys):
+    inputs = [{"id": i, "text": t} for i, t in enumerate(["sure", "", "see you", "   "])]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in inputs), encoding="utf-8")
+    assert cli.main(["eot", "--jsonl", str(path), "-f", "jsonl"]) == 1
+    recs = records(capsys.readouterr().out)
+    assert len(recs) == len(inputs)
+    for n, (given, got) in enumerate(zip(inputs, recs, strict=True), 1):
+        assert got["line"] == n
+        assert got["id"] == given["id"]
+        assert ("error" in got) is (not given["text"].strip())
 
 
 def test_jsonl_from_stdin(model, monkeypatch, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import caesura.bench as bench_module
 from caesura.bench import BUSY_CPUS, discover, run_benchmark
 from caesura.cli import main as cli_main
 
@@ -118,3 +119,35 @@ def test_cli_bench_list_and_unknown(bench_dir: Path, capsys: pytest.CaptureFixtu
     assert "vad_speed" in capsys.readouterr().out
     assert cli_main(["bench", "--benchmarks-dir", str(bench_dir), "nope"]) == 2
     assert "unknown benchmark(s) nope" in capsys.readouterr().err
+
+
+def test_cli_bench_list_outside_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an installed caesura: no benchmarks/ beside the package, none in the current folder
+    site = tmp_path / "venv" / "site-packages" / "caesura" / "bench.py"
+    monkeypatch.setattr(bench_module, "__file__", str(site))
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("vad_speed", "eot_text", "server_load"):
+        assert name in out
+    assert "not installed with the package" in out
+    assert "git clone https://github.com/caesura-voice/caesura" in out
+    # running one says the same, instead of a bare "run from a checkout"
+    assert cli_main(["bench", "vad_speed"]) == 2
+    assert "git clone https://github.com/caesura-voice/caesura" in capsys.readouterr().err
+
+
+def test_run_benchmark_relative_out_is_the_callers(
+    bench_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the script runs in the repository; a relative --out must still mean the caller's folder
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = run_benchmark("vad_speed", bench_dir / "vad_speed.py", out_dir=Path("out"), data=None)
+    assert res.ok
+    assert (elsewhere / "out" / "results" / "vad_speed.json").is_file()
+    assert (elsewhere / "out" / "results" / "vad_speed.txt").is_file()
+    assert not (bench_dir.parent / "out").exists()

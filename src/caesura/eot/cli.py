@@ -12,6 +12,11 @@ turns, or an object with ``"turns"`` (that array) or ``"text"`` (one user turn) 
 optionally, ``"id"`` and ``"language"``. A line or text that cannot be scored is reported on
 stderr with its line number and the others are still scored; the exit status is then 1
 (2 on bad usage, an unknown language or a model that cannot be loaded).
+
+With ``--format jsonl`` every input gives exactly one output line, in input order, so outputs
+join to inputs: ``{"line", "id", "probability", "unlikely", "threshold"}`` for a scored
+``--jsonl`` line (``line`` is its 1-based number; ``id`` when the input has one), and
+``{"line", "id", "error"}`` for a line that could not be scored (a blank line included).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class _Item:
     turns: Sequence[TurnLike] | None
     language: str | None
     error: str | None = None
+    line: int | None = None  # the --jsonl line number
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +87,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("text", "jsonl"),
         default="text",
         help="text: probability, 'unlikely' or 'possible', the user's words; jsonl: one JSON "
-        "object per input (id, probability, unlikely, threshold)",
+        "object per input, in order (line, id, probability, unlikely, threshold; or line, id, "
+        "error)",
     )
 
 
@@ -115,31 +122,44 @@ def _parse_line(obj: object, language: str | None) -> tuple[Any, Sequence[TurnLi
 
 
 def _lines(fh: BinaryIO, language: str | None) -> Iterator[_Item]:
+    """One item per line of ``fh``, blank and malformed lines included (as errors)."""
     for n, raw in enumerate(fh, 1):
         where = f"line {n}"
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
-            yield _Item(where, None, None, None, f"not UTF-8 text: {exc}")
+            yield _Item(where, None, None, None, f"not UTF-8 text: {exc}", n)
             continue
         if not line:
+            yield _Item(where, None, None, None, "blank line: nothing to score", n)
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield _Item(where, None, None, None, f"not valid JSON: {exc}")
+            yield _Item(where, None, None, None, f"not valid JSON: {exc}", n)
             continue
         try:
             ident, turns, lang = _parse_line(obj, language)
         except InvalidOptionError as exc:
-            yield _Item(where, None, None, None, str(exc))
+            ident = obj.get("id") if isinstance(obj, dict) else None
+            yield _Item(where, ident, None, None, str(exc), n)
             continue
-        yield _Item(where, ident, turns, lang)
+        yield _Item(where, ident, turns, lang, None, n)
 
 
 def _check_threshold(value: float | None) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise InvalidOptionError(f"--threshold must be in [0, 1], got {value}")
+
+
+def _record(item: _Item, **fields: Any) -> str:
+    record: dict[str, Any] = {}
+    if item.line is not None:
+        record["line"] = item.line
+    if item.id is not None:
+        record["id"] = item.id
+    record.update(fields)
+    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def _score(
@@ -159,14 +179,15 @@ def _score(
         except CaesuraError as exc:
             failed += 1
             print(f"caesura eot: {item.where}: {exc}", file=sys.stderr)
+            if args.format == "jsonl":  # one output line per input: joins to the inputs
+                out.write(_record(item, error=str(exc)))
+                out.flush()
             continue
         unlikely = threshold is not None and p < threshold
         if args.format == "jsonl":
-            record: dict[str, Any] = {}
-            if item.id is not None:
-                record["id"] = item.id
-            record.update(probability=round(p, 6), unlikely=unlikely, threshold=threshold)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(
+                _record(item, probability=round(p, 6), unlikely=unlikely, threshold=threshold)
+            )
         else:
             verdict = "unlikely" if unlikely else "possible"
             # the dialogue was just scored, so its last turn is well formed

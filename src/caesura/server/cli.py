@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from caesura.cli import add_vad_options
+from caesura.cli import DefaultsHelpFormatter, add_vad_options
 from caesura.errors import CaesuraError, InvalidOptionError, MissingDependencyError
 from caesura.server.config import DEFAULT_LISTEN, ServerConfig, StreamOptions, parse_listen
 
@@ -54,7 +54,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         min_silence_ms=d.min_silence_ms,
         speech_pad_ms=d.speech_pad_ms,
         max_speech_s=d.max_speech_s,
-        help_texts={"min_silence_ms": "silence that ends speech (speech_end)"},
+        help_texts={"min_silence_ms": "silence that ends speech (speech_end), ms"},
     )
     vad.add_argument(
         "--eot-threshold",
@@ -69,7 +69,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     core = parser.add_argument_group("capacity")
     c = ServerConfig()
-    core.add_argument("--max-sessions", type=int, default=c.max_sessions)
+    core.add_argument(
+        "--max-sessions", type=int, default=c.max_sessions, help="most concurrent sessions"
+    )
     core.add_argument(
         "--max-batch", type=int, default=c.max_batch, help="most streams per batched inference"
     )
@@ -77,7 +79,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--batch-wait-ms",
         type=float,
         default=c.batch_wait_ms,
-        help="wait this long for more windows before a batch (default 0)",
+        help="wait this long for more windows before a batch, ms",
     )
     core.add_argument(
         "--max-pending-windows",
@@ -91,7 +93,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="one model per connection, unbatched (benchmark comparison only)",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level",
     )
     return parser
 
@@ -192,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="caesura serve",
         description="EchoKit/silero_vad_server-compatible VAD server with turn detection.",
+        formatter_class=DefaultsHelpFormatter,
     )
     add_serve_arguments(parser)
     return run_from_args(parser.parse_args(argv))

@@ -38,6 +38,7 @@ from caesura.vad.model import SileroVAD
 
 __all__ = [
     "TimestampOptions",
+    "silero_decimation",
     "speech_probabilities",
     "speech_timestamps",
     "timestamps_from_probabilities",
@@ -307,6 +308,19 @@ def speech_probabilities(
     return np.asarray(probs, dtype=np.float32).reshape(-1)
 
 
+def silero_decimation(sample_rate: int) -> int | None:
+    """The step by which silero-vad decimates ``sample_rate`` (``compat="silero"``).
+
+    1 for 8000 and 16000 Hz, ``sample_rate // 16000`` for the multiples of 16 kHz above it;
+    ``None`` for every rate silero-vad refuses (44.1 kHz, 22.05 kHz, 12 kHz, ...).
+    """
+    if sample_rate in (8000, 16000):
+        return 1
+    if sample_rate > 16000 and sample_rate % 16000 == 0:
+        return sample_rate // 16000
+    return None
+
+
 def speech_timestamps(
     audio: npt.NDArray[Any],
     sample_rate: int,
@@ -334,18 +348,16 @@ def speech_timestamps(
     x = validate_audio(audio)
 
     if compat == "silero":
-        if sr_in > 16000 and sr_in % 16000 == 0:
-            step = sr_in // 16000
-            x = np.ascontiguousarray(x[::step])  # silero's own decimation, kept for parity
-            sr = 16000
-        elif sr_in in (8000, 16000):
-            step = 1
-            sr = sr_in
-        else:
+        silero_step = silero_decimation(sr_in)
+        if silero_step is None:
             raise UnsupportedSampleRateError(
                 f"compat='silero' supports 8000, 16000 Hz or multiples of 16000 Hz "
                 f"(like silero-vad), got {sr_in} Hz; use compat=None to resample any rate"
             )
+        step = silero_step
+        if step > 1:
+            x = np.ascontiguousarray(x[::step])  # silero's own decimation, kept for parity
+        sr = sr_in // step
         if x.size == 0:
             return []
         probs = speech_probabilities(x, sr, model=model, reference=True)
