@@ -28,11 +28,11 @@ SUITES = {
     ),
     "livekit": (
         [".[test,files]", "-e", "plugins/livekit", LIVEKIT, "livekit-plugins-silero==1.8.9"],
-        ["tests/livekit", "tests/docs/test_quickstarts.py"],
+        ["tests/livekit", "tests/docs/test_quickstarts.py", "tests/docs/test_examples.py"],
     ),
     "pipecat": (
         [".[test,files]", "-e", "plugins/pipecat", f"{PIPECAT}"],
-        ["tests/pipecat", "tests/docs/test_quickstarts.py"],
+        ["tests/pipecat", "tests/docs/test_quickstarts.py", "tests/docs/test_examples.py"],
     ),
 }
 

@@ -2,8 +2,8 @@
 
     pip install . ./plugins/pipecat  # from a clone; once released: pip install pipecat-caesura
     python examples/pipecat_bot.py                                   # offline demo
-    python examples/pipecat_bot.py --wav my.wav --say "I want to book a table for" \\
-        --say "two people at eight please."
+    python examples/pipecat_bot.py --wav tests/fixtures/speech_16k.wav --lexical \\
+        --say "I want to book a table for" --say "two people at eight please."
 
 The user aggregator gets ``CaesuraVADAnalyzer`` (Silero VAD through caesura) and
 ``CaesuraTurnStopStrategy`` (caesura's turn engine + end-of-turn model over the transcript).

@@ -1,9 +1,10 @@
 """Run a WAV file and a timed transcript through the turn engine and print the timeline.
 
     pip install .  # from a clone; once released: pip install caesura
-    python examples/turns_from_wav.py tests/fixtures/speech_16k.wav transcript.txt
+    python examples/turns_from_wav.py tests/fixtures/speech_16k.wav examples/speech_16k_script.txt
 
-The transcript is either a text file with one line per utterance, ``START END TEXT``
+``examples/speech_16k_script.txt`` is a stand-in script timed to the bundled recording's four
+utterances. A transcript is either a text file with one line per utterance, ``START END TEXT``
 (seconds; ``#`` comments allowed), or a JSON list ``[{"start": s, "end": s, "text": "..."}]``.
 Each line is delivered to the engine as a *final* transcript when the audio clock reaches
 ``END + --stt-delay`` (a streaming recogniser flushed at the end of speech), and as an

@@ -56,12 +56,14 @@ __all__ = [
     "Step",
     "Unit",
     "example_units",
+    "free_port",
     "install_units",
     "main",
     "our_distributions",
     "parse_install",
     "plan",
     "run_commands",
+    "wait_healthy",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,13 +333,13 @@ def plan() -> list[Step]:
 # ----------------------------------------------------------------------------- running
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 120
     while True:
         if proc.poll() is not None:
@@ -370,7 +372,7 @@ def _background(commands: list[Command], env: dict[str, str], log: Path) -> Iter
                 procs.append(proc)
                 if re.match(r"caesura serve\b", c.text):
                     port = int(env["VAD_LISTEN"].rsplit(":", 1)[1])
-                    _wait_healthy(port, proc, f"{c.where}: {c.text}")
+                    wait_healthy(port, proc, f"{c.where}: {c.text}")
             yield
     finally:
         for proc in procs:
@@ -388,7 +390,7 @@ def run_commands(
     """Run documented commands in order (background ones first); the failures, as text."""
     failures: list[str] = []
     env = dict(env)
-    env.setdefault("VAD_LISTEN", f"127.0.0.1:{_free_port()}")
+    env.setdefault("VAD_LISTEN", f"127.0.0.1:{free_port()}")
     env.setdefault("MPLBACKEND", "Agg")
     background = [c for c in commands if c.background and c.needs is None]
     with tempfile.TemporaryDirectory() as tmp, _background(background, env, Path(tmp) / "log"):
