@@ -305,3 +305,13 @@ def test_page_runs(page: str, workdir: Path) -> None:
                 _run_shell(b, code, workdir)
             else:
                 exec(compile(code, b.where, "exec"), namespace)
+
+
+def test_pipecat_quickstart_wires_the_stop_strategy_into_user_turn_strategies() -> None:
+    """The page shows (and the Pipecat suite runs) CaesuraTurnStopStrategy as a stop strategy
+    of Pipecat's UserTurnStrategies, in the user aggregator's parameters."""
+    code = "\n".join(b.code for b in blocks("quickstart/pipecat.md") if b.env == "pipecat")
+    m = re.search(r"user_turn_strategies=UserTurnStrategies\((.*?)\n    \)", code, re.S)
+    assert m, "no LLMUserAggregatorParams(user_turn_strategies=UserTurnStrategies(...))"
+    assert re.search(r"stop=\[CaesuraTurnStopStrategy\(", m.group(1)), m.group(1)
+    assert "LLMContextAggregatorPair(" in code
