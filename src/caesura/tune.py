@@ -35,6 +35,15 @@ Metrics, pooled over all recordings (reference = the labels, all speakers merged
 latency that keeps clips and cuts in check) or ``robust`` (fewest false triggers and cuts) --
 optionally under an end-of-speech latency budget, and :func:`config_snippets` renders it as
 ready-to-paste configuration for LiveKit, Pipecat and ``caesura serve``.
+
+**What the labels can support.** :func:`tune` first counts the decision points of the labels
+(:func:`decision_points`): *onsets* (labelled speech starting after the recording's start:
+where threshold, min speech and pre-roll decide when a segment opens and what it clips) and
+*end-of-speech points* (labelled speech followed by at least ``min_gap_s`` of silence: where
+the hangover's latency is measured). A setting whose decision points number fewer than
+``ScoringOptions.min_onsets`` / ``min_end_points`` is not tuned: it is held at caesura's default
+(:class:`~caesura.vad.SegmenterOptions`), the report says which and why, and a constraint it
+alone could meet (the latency budget, the clip-rate limit) is not applied.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -70,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIO_EXTENSIONS",
     "OBJECTIVES",
+    "DecisionPoints",
     "Objective",
     "ScoringOptions",
     "SettingResult",
@@ -80,6 +90,7 @@ __all__ = [
     "config_snippets",
     "configure",
     "cost",
+    "decision_points",
     "format_table",
     "load_recordings",
     "plot_tradeoff",
@@ -196,12 +207,20 @@ class TuneGrid:
 
 @dataclass(frozen=True)
 class ScoringOptions:
-    """How decisions are scored against the labels (see the module docstring)."""
+    """How decisions are scored against the labels (see the module docstring).
+
+    ``min_onsets`` / ``min_end_points``: the fewest labelled onsets (end-of-speech points) on
+    which :func:`tune` still tunes threshold, min speech and pre-roll (the hangover). 20 onsets
+    is the fewest on which the default 5% first-word clip limit means anything (one clip in
+    20); a median end-of-speech latency over fewer than 10 ends is mostly noise.
+    """
 
     collar_s: float = 0.25
     clip_ms: float = 200.0
     min_gap_s: float = 1.0
     frame_s: float = 0.01
+    min_onsets: int = 20
+    min_end_points: int = 10
 
     def __post_init__(self) -> None:
         for name, lo in (("collar_s", 0.0), ("clip_ms", 1.0), ("min_gap_s", 0.0)):
@@ -210,6 +229,41 @@ class ScoringOptions:
                 raise InvalidOptionError(f"{name} must be a finite number >= {lo}, got {v!r}")
         if not 0.001 <= float(self.frame_s) <= 0.1:
             raise InvalidOptionError(f"frame_s must be in [0.001, 0.1] s, got {self.frame_s!r}")
+        for name in ("min_onsets", "min_end_points"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InvalidOptionError(f"{name} must be an integer >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class DecisionPoints:
+    """Where the labels let a setting be measured, pooled over the recordings.
+
+    ``onsets``: labelled speech regions starting after the recording's start (threshold, min
+    speech and pre-roll decide there); ``end_points``: regions followed by at least
+    ``min_gap_s`` of silence (the hangover's end-of-speech latency is measured there).
+    """
+
+    onsets: int
+    end_points: int
+
+
+def _end_points(regions: F64, duration_s: float, min_gap_s: float) -> npt.NDArray[np.intp]:
+    """Indices of the regions followed by at least ``min_gap_s`` of silence (or audio end)."""
+    if regions.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    nxt = np.append(regions[1:, 0], duration_s)
+    return np.nonzero(nxt - regions[:, 1] >= min_gap_s)[0].astype(np.intp)
+
+
+def decision_points(
+    recordings: Sequence[TuneRecording], scoring: ScoringOptions | None = None
+) -> DecisionPoints:
+    """Count the labels' onsets and end-of-speech points (see :class:`DecisionPoints`)."""
+    sc = scoring or ScoringOptions()
+    onsets = sum(int(np.count_nonzero(r.regions[:, 0] > 0.0)) for r in recordings)
+    ends = sum(_end_points(r.regions, r.duration_s, sc.min_gap_s).size for r in recordings)
+    return DecisionPoints(onsets=onsets, end_points=int(ends))
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,8 +512,7 @@ def _prepare(rec: TuneRecording, sc: ScoringOptions) -> _Prepared:
         scored = np.ones(n_frames, dtype=bool)
     dil = _merge(np.stack([starts - sc.collar_s, ends + sc.collar_s], axis=1)) if r.size else r
     nxt = np.append(starts[1:], dur) if r.size else np.zeros(0)
-    gaps = nxt - ends
-    end_idx = np.nonzero(gaps >= sc.min_gap_s)[0] if r.size else np.zeros(0, dtype=np.intp)
+    end_idx = _end_points(r, dur, sc.min_gap_s)
     clip = sc.clip_ms / 1000.0
     er = np.stack([starts + sc.collar_s, ends - sc.collar_s], axis=1) if r.size else r
     er = er[er[:, 1] > er[:, 0]] if er.size else er.reshape(0, 2)
@@ -473,7 +526,7 @@ def _prepare(rec: TuneRecording, sc: ScoringOptions) -> _Prepared:
         # (or up to the region's end, if shorter) must be delivered
         onsets=np.minimum(starts + sc.collar_s, ends),
         onset_limit=np.minimum(starts + sc.collar_s + clip, ends),
-        end_idx=end_idx.astype(np.intp),
+        end_idx=end_idx,
         next_start=nxt,
         eroded=er.reshape(-1, 2),
     )
@@ -797,6 +850,27 @@ def recommend(
     end-of-speech latency <= ``latency_budget_ms``; first-word clip rate <=
     ``max_clip_rate``; hangover >= ``min_silence_floor_ms``.
     """
+    best, dropped = _recommend(
+        results,
+        objective,
+        latency_budget_ms=latency_budget_ms,
+        max_clip_rate=max_clip_rate,
+        min_silence_floor_ms=min_silence_floor_ms,
+    )
+    for what in dropped:
+        logger.warning("%s", what)
+    return best
+
+
+def _recommend(
+    results: Sequence[SettingResult],
+    objective: str,
+    *,
+    latency_budget_ms: float | None = None,
+    max_clip_rate: float | None = 0.05,
+    min_silence_floor_ms: float = 0.0,
+) -> tuple[SettingResult, list[str]]:
+    """:func:`recommend`, quiet: (the pick, a line per constraint dropped)."""
     if objective not in _WEIGHTS:
         raise InvalidOptionError(
             f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}"
@@ -828,13 +902,15 @@ def recommend(
                 lambda r: _nz(r.clip_rate, 1.0) <= max_clip_rate,
             )
         )
+    dropped: list[str] = []
     for what, ok in checks:
         kept = [r for r in pool if ok(r)]
         if kept:
             pool = kept
         else:
-            logger.warning("no setting meets %s; constraint dropped", what)
-    return min(pool, key=lambda r: (cost(r, objective), r.pre_roll_ms, -r.threshold))
+            dropped.append(f"no setting meets {what}; constraint dropped")
+    best = min(pool, key=lambda r: (cost(r, objective), r.pre_roll_ms, -r.threshold))
+    return best, dropped
 
 
 # --------------------------------------------------------------------------------------------
@@ -846,13 +922,47 @@ def _s(ms: float) -> str:
     return f"{ms / 1000.0:g}"
 
 
-def config_snippets(r: SettingResult) -> dict[str, str]:
-    """Ready-to-paste configuration for ``livekit``, ``pipecat``, ``server`` and ``python``."""
+#: The swept :class:`SettingResult` fields and the :class:`TuneGrid` field listing their values.
+_SWEPT: dict[str, str] = {
+    "threshold": "thresholds",
+    "min_silence_ms": "min_silence_ms",
+    "min_speech_ms": "min_speech_ms",
+    "pre_roll_ms": "pre_roll_ms",
+}
+
+#: How the report names each swept setting.
+_SETTING_NAMES: dict[str, str] = {
+    "threshold": "threshold",
+    "min_silence_ms": "hangover (min_silence_ms)",
+    "min_speech_ms": "min speech (min_speech_ms)",
+    "pre_roll_ms": "pre-roll (pre_roll_ms)",
+}
+
+
+def config_snippets(r: SettingResult, *, untuned: Iterable[str] = ()) -> dict[str, str]:
+    """Ready-to-paste configuration for ``livekit``, ``pipecat``, ``server`` and ``python``.
+
+    ``untuned``: settings (``threshold``, ``min_silence_ms``, ``min_speech_ms``,
+    ``pre_roll_ms``) held at caesura's default because the labels could not measure them; each
+    snippet then starts with a comment saying so.
+    """
+    names = set(untuned)
+    held = [_SETTING_NAMES[f] for f in _SWEPT if f in names]
+    note = (
+        f"# not tuned (the labels could not measure it), caesura's default: {', '.join(held)}\n"
+        if held
+        else ""
+    )
+    snippets = _snippets(r, "default" if "min_silence_ms" in names else "tuned")
+    return {k: note + v for k, v in snippets.items()}
+
+
+def _snippets(r: SettingResult, hangover_is: str) -> dict[str, str]:
     thr = f"{r.threshold:g}"
     neg = f"{r.exit_threshold:g}"
     lk_sil = max(r.min_silence_ms, 250.0)
     lk_note = (
-        f"  # tuned: {_s(r.min_silence_ms)}; LiveKit's turn detector needs >= 0.25\n"
+        f"  # {hangover_is}: {_s(r.min_silence_ms)}; LiveKit's turn detector needs >= 0.25\n"
         if lk_sil != r.min_silence_ms
         else "\n"
     )
@@ -964,6 +1074,12 @@ class TuneReport:
     max_clip_rate: float | None = 0.05
     seconds: float = 0.0
     command: str = ""
+    #: the labels' decision points (``None``: not counted)
+    points: DecisionPoints | None = None
+    #: settings held at caesura's default, with why (the labels could not measure them)
+    held: dict[str, str] = field(default_factory=dict)
+    #: warnings of the run, each once (constraints not applied or dropped)
+    notes: list[str] = field(default_factory=list)
     _best: dict[str, SettingResult] | None = field(default=None, repr=False)
 
     @property
@@ -974,15 +1090,51 @@ class TuneReport:
         """The pick of every objective under the same constraints (computed once)."""
         if self._best is None:
             self._best = {
-                obj: recommend(
+                obj: _recommend(
                     self.results,
                     obj,
                     latency_budget_ms=self.latency_budget_ms,
                     max_clip_rate=self.max_clip_rate,
-                )
+                )[0]
                 for obj in OBJECTIVES
             }
         return self._best
+
+    @property
+    def tuned(self) -> list[str]:
+        """The swept settings that were tuned (not held at the default)."""
+        return [f for f in _SWEPT if f not in self.held]
+
+    def snippets(self) -> dict[str, str]:
+        """:func:`config_snippets` of the recommended setting, noting what was not tuned."""
+        return config_snippets(self.recommended, untuned=self.held)
+
+    def _findings(self) -> list[str]:
+        """What the labels support: decision points, settings held, warnings (text lines)."""
+        out: list[str] = []
+        if self.points is not None:
+            out.append(
+                f"decision points: {self.points.onsets} onset(s), {self.points.end_points} "
+                f"end-of-speech point(s) (labelled speech followed by >= "
+                f"{self.scoring.min_gap_s:g} s of silence)"
+            )
+        if self.held:
+            if not self.tuned:
+                out.append(
+                    "nothing could be tuned from these labels: the configurations below are "
+                    "caesura's defaults"
+                )
+            out.append("not tuned, held at caesura's default (the labels cannot measure it):")
+            d = SegmenterOptions()
+            by_reason: dict[str, list[str]] = {}
+            for f in _SWEPT:
+                if f in self.held:
+                    unit = "" if f == "threshold" else " ms"
+                    value = f"{_SETTING_NAMES[f]} {getattr(d, f):g}{unit}"
+                    by_reason.setdefault(self.held[f], []).append(value)
+            out += [f"  - {', '.join(v)}: {why}" for why, v in by_reason.items()]
+        out += [f"warning: {n}" for n in self.notes]
+        return out
 
     def baseline(self) -> SettingResult | None:
         """The caesura default segmenter options (threshold 0.5, 200 ms, 100 ms, 300 ms)."""
@@ -1002,7 +1154,8 @@ class TuneReport:
         lines = [
             f"caesura tune: {len(self.recordings)} recording(s), {self.audio_s / 60:.1f} min of "
             f"audio, {sum(r['speech_s'] for r in self.recordings) / 60:.1f} min labelled speech; "
-            f"{len(self.results)} settings in {self.seconds:.1f} s",
+            f"{len(self.results)} setting(s) in {self.seconds:.1f} s",
+            *self._findings(),
             "",
             "best setting per objective"
             + (
@@ -1029,7 +1182,7 @@ class TuneReport:
         for lab, row in zip(labels, table[1:], strict=True):
             lines.append(lab.ljust(width + 2) + row)
         lines += ["", f"recommended ({self.objective}):", ""]
-        for name, snippet in config_snippets(self.recommended).items():
+        for name, snippet in self.snippets().items():
             lines += [f"--- {name} ---", snippet]
         return "\n".join(lines)
 
@@ -1042,9 +1195,12 @@ class TuneReport:
             "recordings": self.recordings,
             "grid": asdict(self.grid),
             "scoring": asdict(self.scoring),
+            "decision_points": None if self.points is None else asdict(self.points),
+            "held": dict(self.held),
+            "notes": list(self.notes),
             "recommended": self.recommended.to_dict(),
             "best_per_objective": {k: v.to_dict() for k, v in self.best_per_objective().items()},
-            "snippets": config_snippets(self.recommended),
+            "snippets": self.snippets(),
             "results": [r.to_dict() for r in self.results],
             "seconds": round(self.seconds, 2),
         }
@@ -1068,13 +1224,15 @@ class TuneReport:
             f"{sum(r['speech_s'] for r in self.recordings) / 60:.1f} min labelled speech). "
             f"{len(self.results)} settings scored in {self.seconds:.1f} s.",
             "",
-            "\n".join(table),
-            "",
         ]
+        findings = self._findings()
+        if findings:
+            out += [ln if ln.startswith("  - ") else f"{ln}  " for ln in findings] + [""]
+        out += ["\n".join(table), ""]
         if plot_name:
             out += [f"![trade-off plot]({plot_name})", ""]
         out += [f"Recommended ({self.objective}):", ""]
-        for name, snippet in config_snippets(self.recommended).items():
+        for name, snippet in self.snippets().items():
             lang = "bash" if name == "server" else "python"
             out += [f'=== "{name}"', "", f"    ```{lang}"]
             out += [f"    {ln}" if ln else "" for ln in snippet.rstrip().splitlines()]
@@ -1092,7 +1250,12 @@ def tune(
     max_clip_rate: float | None = 0.05,
     show_progress: bool | None = None,
 ) -> TuneReport:
-    """Sweep ``grid`` over ``recordings`` and recommend a setting for ``objective``."""
+    """Sweep ``grid`` over ``recordings`` and recommend a setting for ``objective``.
+
+    Settings the labels cannot measure (too few decision points, see
+    :func:`decision_points`) are not swept but held at caesura's default; the report's
+    ``held`` says which and why, and ``notes`` lists each warning once.
+    """
     if objective not in _WEIGHTS:
         raise InvalidOptionError(
             f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}"
@@ -1100,13 +1263,34 @@ def tune(
     g = grid or TuneGrid()
     sc = scoring or ScoringOptions()
     t0 = time.perf_counter()
+    points = decision_points(recordings, sc)
+    held = _unmeasurable(points, sc)
+    if held:
+        d = SegmenterOptions()
+        defaults: dict[str, Any] = {_SWEPT[f]: (float(getattr(d, f)),) for f in held}
+        g = replace(g, **defaults)
+    notes: list[str] = []
+    if latency_budget_ms is not None and "min_silence_ms" in held:
+        notes.append(
+            f"latency budget {latency_budget_ms:g} ms not applied: end-of-speech latency "
+            "cannot be measured on these labels (see the hangover above)"
+        )
+        latency_budget_ms = None
+    if max_clip_rate is not None and "pre_roll_ms" in held:
+        notes.append(
+            f"first-word clip limit {max_clip_rate:.0%} not applied: {points.onsets} onset(s) "
+            "cannot measure it (see the pre-roll above)"
+        )
+        max_clip_rate = None
     results = sweep(recordings, g, sc, show_progress=show_progress)
-    best: dict[str, SettingResult] = {
-        obj: recommend(
+    best: dict[str, SettingResult] = {}
+    for obj in OBJECTIVES:
+        best[obj], dropped = _recommend(
             results, obj, latency_budget_ms=latency_budget_ms, max_clip_rate=max_clip_rate
         )
-        for obj in OBJECTIVES
-    }
+        notes += [n for n in dropped if n not in notes]
+    for note in [*held.values(), *notes]:
+        logger.info("%s", note)
     return TuneReport(
         recordings=[
             {
@@ -1126,8 +1310,29 @@ def tune(
         latency_budget_ms=latency_budget_ms,
         max_clip_rate=max_clip_rate,
         seconds=time.perf_counter() - t0,
+        points=points,
+        held=held,
+        notes=notes,
         _best=best,
     )
+
+
+def _unmeasurable(points: DecisionPoints, sc: ScoringOptions) -> dict[str, str]:
+    """The settings the labels' decision points cannot support, each with why."""
+    held: dict[str, str] = {}
+    if points.onsets < sc.min_onsets:
+        why = (
+            f"the labels have {points.onsets} onset(s); at least {sc.min_onsets} are needed to "
+            "measure when speech is detected and which first words are clipped (--min-onsets)"
+        )
+        held.update(threshold=why, min_speech_ms=why, pre_roll_ms=why)
+    if points.end_points < sc.min_end_points:
+        held["min_silence_ms"] = (
+            f"the labels have {points.end_points} end-of-speech point(s) (speech followed by "
+            f">= {sc.min_gap_s:g} s of silence); at least {sc.min_end_points} are needed to "
+            "measure end-of-speech latency (--min-ends, --min-gap)"
+        )
+    return {f: held[f] for f in _SWEPT if f in held}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1146,13 +1351,27 @@ def _pyplot() -> Any:
     return plt
 
 
-#: The swept :class:`SettingResult` fields and the :class:`TuneGrid` field listing their values.
-_SWEPT: dict[str, str] = {
-    "threshold": "thresholds",
-    "min_silence_ms": "min_silence_ms",
-    "min_speech_ms": "min_speech_ms",
-    "pre_roll_ms": "pre_roll_ms",
-}
+def _curves(report: TuneReport, sweep: str, curves: str) -> list[tuple[float, list[SettingResult]]]:
+    """The results along ``sweep``, one list per ``curves`` value, the other two settings at
+    the recommended setting's values."""
+    rec = report.recommended
+    fixed = [f for f in _SWEPT if f not in (sweep, curves)]
+    values: tuple[float, ...] = getattr(report.grid, _SWEPT[curves])
+    return [
+        (
+            v,
+            sorted(
+                (
+                    r
+                    for r in report.results
+                    if getattr(r, curves) == v
+                    and all(getattr(r, f) == getattr(rec, f) for f in fixed)
+                ),
+                key=lambda r: getattr(r, sweep),
+            ),
+        )
+        for v in values
+    ]
 
 
 def _sweep_panel(
@@ -1179,17 +1398,8 @@ def _sweep_panel(
     with their ``sweep`` value, and ``hline`` draws a dashed grey limit.
     """
     rec = report.recommended
-    fixed = [f for f in _SWEPT if f not in (sweep, curves)]
     values: tuple[float, ...] = getattr(report.grid, _SWEPT[curves])
-    for i, v in enumerate(values):
-        pts = sorted(
-            (
-                r
-                for r in report.results
-                if getattr(r, curves) == v and all(getattr(r, f) == getattr(rec, f) for f in fixed)
-            ),
-            key=lambda r: getattr(r, sweep),
-        )
+    for i, (v, pts) in enumerate(_curves(report, sweep, curves)):
         ax.plot(
             [x(r) for r in pts],
             [y(r) for r in pts],
@@ -1218,88 +1428,112 @@ def _sweep_panel(
     ax.legend(fontsize=7)
 
 
-def plot_tradeoff(report: TuneReport, path: str | os.PathLike[str]) -> Path:
-    """Write a PNG of the trade-offs around the recommended setting; returns its path.
+def _panels(report: TuneReport) -> list[dict[str, Any]]:
+    """The trade-off panels the report supports, as :func:`_sweep_panel` arguments.
 
-    Four panels: frame precision vs recall (threshold sweep); end-of-speech latency vs cuts
-    (hangover sweep); first-word clip rate vs pre-roll; false triggers per minute vs min
-    speech. Needs matplotlib (``pip install 'caesura[bench]'``).
+    A setting held at its default (the labels could not measure it) gets no panel, nor does a
+    panel without a single measured point: no empty panel.
     """
-    plt = _pyplot()
     rec = report.recommended
-    out = Path(path)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
-    cmap = plt.get_cmap("viridis")
 
     def per_threshold(thr: float) -> str:
         return f"threshold {thr:g}"
 
-    # 1. precision / recall over threshold, one curve per min speech
-    _sweep_panel(
-        axes[0, 0],
-        report,
-        cmap,
-        sweep="threshold",
-        curves="min_speech_ms",
-        curve_label=lambda spk: f"min speech {spk:g} ms",
-        x=lambda r: r.frame_recall,
-        y=lambda r: r.frame_precision,
-        xlabel="frame recall",
-        ylabel="frame precision",
-        title=f"threshold sweep (hangover {rec.min_silence_ms:g} ms)",
-        annotate=True,
-        star_label="recommended",
-    )
-    # 2. latency vs cuts over hangover, one curve per threshold
-    _sweep_panel(
-        axes[0, 1],
-        report,
-        cmap,
-        sweep="min_silence_ms",
-        curves="threshold",
-        curve_label=per_threshold,
-        x=lambda r: r.eos_latency_ms,
-        y=lambda r: r.cuts_per_min,
-        xlabel="median end-of-speech latency (ms)",
-        ylabel="cuts per minute of speech",
-        title="hangover sweep (labels: hangover ms)",
-        annotate=True,
-    )
-    # 3. clip rate vs pre-roll, one curve per threshold
-    _sweep_panel(
-        axes[1, 0],
-        report,
-        cmap,
-        sweep="pre_roll_ms",
-        curves="threshold",
-        curve_label=per_threshold,
-        x=lambda r: r.pre_roll_ms,
-        y=lambda r: 100 * r.clip_rate,
-        xlabel="pre-roll (ms)",
-        ylabel=f"first-word clip rate (%, first {report.scoring.clip_ms:g} ms)",
-        title="pre-roll sweep",
-        hline=None if report.max_clip_rate is None else 100 * report.max_clip_rate,
-    )
-    # 4. false triggers vs min speech, one curve per threshold
-    _sweep_panel(
-        axes[1, 1],
-        report,
-        cmap,
-        sweep="min_speech_ms",
-        curves="threshold",
-        curve_label=per_threshold,
-        x=lambda r: r.min_speech_ms,
-        y=lambda r: r.false_triggers_per_min,
-        xlabel="min speech (ms)",
-        ylabel="false triggers per minute",
-        title="min speech sweep",
-    )
+    panels: list[dict[str, Any]] = [
+        # precision / recall over threshold, one curve per min speech
+        {
+            "sweep": "threshold",
+            "curves": "min_speech_ms",
+            "curve_label": lambda spk: f"min speech {spk:g} ms",
+            "x": lambda r: r.frame_recall,
+            "y": lambda r: r.frame_precision,
+            "xlabel": "frame recall",
+            "ylabel": "frame precision",
+            "title": f"threshold sweep (hangover {rec.min_silence_ms:g} ms)",
+            "annotate": True,
+            "star_label": "recommended",
+        },
+        # latency vs cuts over hangover, one curve per threshold
+        {
+            "sweep": "min_silence_ms",
+            "curves": "threshold",
+            "curve_label": per_threshold,
+            "x": lambda r: r.eos_latency_ms,
+            "y": lambda r: r.cuts_per_min,
+            "xlabel": "median end-of-speech latency (ms)",
+            "ylabel": "cuts per minute of speech",
+            "title": "hangover sweep (labels: hangover ms)",
+            "annotate": True,
+        },
+        # clip rate vs pre-roll, one curve per threshold
+        {
+            "sweep": "pre_roll_ms",
+            "curves": "threshold",
+            "curve_label": per_threshold,
+            "x": lambda r: r.pre_roll_ms,
+            "y": lambda r: 100 * r.clip_rate,
+            "xlabel": "pre-roll (ms)",
+            "ylabel": f"first-word clip rate (%, first {report.scoring.clip_ms:g} ms)",
+            "title": "pre-roll sweep",
+            "hline": None if report.max_clip_rate is None else 100 * report.max_clip_rate,
+        },
+        # false triggers vs min speech, one curve per threshold
+        {
+            "sweep": "min_speech_ms",
+            "curves": "threshold",
+            "curve_label": per_threshold,
+            "x": lambda r: r.min_speech_ms,
+            "y": lambda r: r.false_triggers_per_min,
+            "xlabel": "min speech (ms)",
+            "ylabel": "false triggers per minute",
+            "title": "min speech sweep",
+        },
+    ]
+    return [
+        p
+        for p in panels
+        if p["sweep"] not in report.held
+        and any(
+            math.isfinite(p["x"](r)) and math.isfinite(p["y"](r))
+            for _, pts in _curves(report, p["sweep"], p["curves"])
+            for r in pts
+        )
+    ]
 
+
+#: subplot grid (rows, columns) for 1..4 panels: never an empty cell
+_LAYOUTS = {1: (1, 1), 2: (1, 2), 3: (1, 3), 4: (2, 2)}
+
+
+def plot_tradeoff(report: TuneReport, path: str | os.PathLike[str]) -> Path:
+    """Write a PNG of the trade-offs around the recommended setting; returns its path.
+
+    Up to four panels: frame precision vs recall (threshold sweep); end-of-speech latency vs
+    cuts (hangover sweep); first-word clip rate vs pre-roll; false triggers per minute vs min
+    speech. A setting the labels could not measure (held at its default) has no panel;
+    :class:`~caesura.errors.InvalidOptionError` when none is left. Needs matplotlib
+    (``pip install 'caesura[bench]'``).
+    """
+    plt = _pyplot()
+    rec = report.recommended
+    out = Path(path)
+    panels = _panels(report)
+    if not panels:
+        raise InvalidOptionError(
+            "nothing to plot: no setting could be tuned from these labels "
+            f"({', '.join(_SETTING_NAMES[f] for f in report.held) or 'no measured point'})"
+        )
+    rows, cols = _LAYOUTS[len(panels)]
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.25 * rows), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, panel in zip(axes.flat, panels, strict=True):
+        _sweep_panel(ax, report, cmap, **panel)
+    held = f"; not tuned: {', '.join(report.held)}" if report.held else ""
     fig.suptitle(
         f"caesura tune ({report.objective}): threshold {rec.threshold:g}, hangover "
         f"{rec.min_silence_ms:g} ms, min speech {rec.min_speech_ms:g} ms, pre-roll "
         f"{rec.pre_roll_ms:g} ms -- {len(report.recordings)} recording(s), "
-        f"{report.audio_s / 60:.1f} min",
+        f"{report.audio_s / 60:.1f} min{held}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -1418,6 +1652,22 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         help="label gaps at least this long are end-of-speech decision points (default 1.0)",
     )
     parser.add_argument(
+        "--min-onsets",
+        type=int,
+        default=ScoringOptions.min_onsets,
+        metavar="N",
+        help="tune threshold, min speech and pre-roll only on labels with at least N onsets "
+        "(else they keep caesura's default; default 20)",
+    )
+    parser.add_argument(
+        "--min-ends",
+        type=int,
+        default=ScoringOptions.min_end_points,
+        metavar="N",
+        help="tune the hangover only on labels with at least N end-of-speech points (speech "
+        "followed by --min-gap of silence; else it keeps caesura's default; default 10)",
+    )
+    parser.add_argument(
         "--plot",
         type=Path,
         default=None,
@@ -1452,7 +1702,13 @@ def run_tune(args: argparse.Namespace) -> int:
         min_speech_ms=args.min_speech_ms,
         pre_roll_ms=args.pre_roll_ms,
     )
-    scoring = ScoringOptions(collar_s=args.collar, clip_ms=args.clip_ms, min_gap_s=args.min_gap)
+    scoring = ScoringOptions(
+        collar_s=args.collar,
+        clip_ms=args.clip_ms,
+        min_gap_s=args.min_gap,
+        min_onsets=args.min_onsets,
+        min_end_points=args.min_ends,
+    )
     show = False if args.no_progress else None
     if args.plot is not None:
         _pyplot()  # fail before the work when matplotlib is missing
@@ -1478,7 +1734,9 @@ def run_tune(args: argparse.Namespace) -> int:
         print(f"top {len(ranked)} ({report.objective}):")
         print(format_table(ranked))
     plot_name = None
-    if args.plot is not None:
+    if args.plot is not None and not _panels(report):
+        print(f"plot: not written, no setting could be tuned from these labels ({args.plot})")
+    elif args.plot is not None:
         p = plot_tradeoff(report, args.plot)
         print(f"plot: {p}")
         plot_name = p.name

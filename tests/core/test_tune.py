@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -13,17 +15,20 @@ import pytest
 from caesura.cli import main as cli_main
 from caesura.errors import InvalidOptionError, LabelFileError, MissingDependencyError
 from caesura.tune import (
+    DecisionPoints,
     ScoringOptions,
     TuneGrid,
     TuneRecording,
+    _panels,
     config_snippets,
+    decision_points,
     load_recordings,
     plot_tradeoff,
     recommend,
     sweep,
     tune,
 )
-from caesura.vad import Segmenter, SpeechEnd
+from caesura.vad import Segmenter, SegmenterOptions, SpeechEnd
 
 SR = 16000
 WIN = 512
@@ -170,6 +175,10 @@ def test_grid_validation() -> None:
         TuneGrid(pre_roll_ms=(-100,))
     with pytest.raises(InvalidOptionError, match="collar_s"):
         ScoringOptions(collar_s=-1)
+    with pytest.raises(InvalidOptionError, match="min_onsets"):
+        ScoringOptions(min_onsets=-1)
+    with pytest.raises(InvalidOptionError, match="min_end_points"):
+        ScoringOptions(min_end_points=2.5)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ real model, AMI fixture
@@ -207,9 +216,15 @@ def test_recordings_are_matched_to_rttm_uris_by_file_stem(
     assert recs[0].duration_s == pytest.approx(30.0, abs=0.01)
 
 
+#: score every setting, however few decision points the labels have
+ANY_LABELS = ScoringOptions(min_onsets=0, min_end_points=0)
+
+
 def test_tune_on_the_ami_fixture(ami: list[TuneRecording]) -> None:
     # the fixture's longest labelled gap is < 1 s: score ends after >= 0.25 s gaps
-    report = tune(ami, grid=SMALL, scoring=ScoringOptions(min_gap_s=0.25))
+    report = tune(
+        ami, grid=SMALL, scoring=ScoringOptions(min_gap_s=0.25, min_onsets=0, min_end_points=0)
+    )
     assert len(report.results) == len(SMALL)
     for r in report.results:
         for v in (r.frame_precision, r.frame_recall, r.segment_precision, r.segment_recall):
@@ -255,7 +270,7 @@ def test_tune_on_the_ami_fixture(ami: list[TuneRecording]) -> None:
 
 def test_plot(ami: list[TuneRecording], tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    report = tune(ami, grid=SMALL)
+    report = tune(ami, grid=SMALL, scoring=ANY_LABELS)
     out = plot_tradeoff(report, tmp_path / "plots" / "tune.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -268,6 +283,121 @@ def test_plot_without_matplotlib(
     with pytest.raises(MissingDependencyError, match=r"caesura\[bench\]") as info:
         plot_tradeoff(report, tmp_path / "x.png")
     assert info.value.extra == "bench"
+
+
+# ------------------------------------------------------- what the labels can and cannot support
+
+
+def test_tune_holds_what_the_ami_fixture_cannot_measure(ami: list[TuneRecording]) -> None:
+    # 30 s, four labelled onsets and no labelled gap of 1 s: every metric reads 1.000, so the
+    # sweep used to "recommend" a 100 ms hangover and no pre-roll from nothing
+    assert decision_points(ami) == DecisionPoints(onsets=4, end_points=0)
+    report = tune(ami, latency_budget_ms=400)
+    assert report.points == DecisionPoints(onsets=4, end_points=0)
+    assert list(report.held) == ["threshold", "min_silence_ms", "min_speech_ms", "pre_roll_ms"]
+    assert "4 onset(s)" in report.held["pre_roll_ms"]
+    assert "0 end-of-speech point(s)" in report.held["min_silence_ms"]
+    assert report.tuned == []
+    # left at caesura's defaults, in the report and in the paste-ready configuration
+    assert report.recommended.options() == SegmenterOptions(speech_pad_ms=30.0)
+    for best in report.best_per_objective().values():
+        assert best == report.recommended
+    text = report.summary()
+    assert "decision points: 4 onset(s), 0 end-of-speech point(s)" in text
+    assert "nothing could be tuned from these labels" in text
+    assert "--min-onsets" in text
+    assert "--min-ends" in text
+    assert "activation_threshold=0.3," in text
+    assert "min_silence_ms=96," in text
+    assert "# default: 0.096; LiveKit" in text
+    assert text.count("# not tuned") == 4  # one per snippet
+    # the unmeasurable latency budget is said once, not "dropped" once per objective
+    assert text.count("latency budget 400 ms not applied") == 1
+    assert "constraint dropped" not in text
+    assert "end-of-speech latency budget" not in text  # not shown as applied
+    d = report.to_dict()
+    json.dumps(d)
+    assert d["decision_points"] == {"onsets": 4, "end_points": 0}
+    assert set(d["held"]) == set(report.held)
+    assert "min_silence_ms=96," in report.markdown()
+
+
+def test_tune_tunes_what_the_labels_support_and_holds_the_rest() -> None:
+    # 25 onsets, but speech resumes 0.5 s after every pause: onsets support threshold, min
+    # speech and pre-roll; nothing supports the hangover (no end of speech to measure)
+    speech = [(1.024 + 1.504 * k, 2.016 + 1.504 * k) for k in range(25)]
+    r = rec("a", speech, speech, speech[-1][1] + 0.512)
+    report = tune([r], grid=SMALL, scoring=ScoringOptions(collar_s=0.0))
+    assert report.points == DecisionPoints(onsets=25, end_points=0)
+    assert list(report.held) == ["min_silence_ms"]
+    assert report.tuned == ["threshold", "min_speech_ms", "pre_roll_ms"]
+    assert report.grid.min_silence_ms == (SegmenterOptions().min_silence_ms,)
+    assert {x.min_silence_ms for x in report.results} == {96.0}
+    assert len({x.threshold for x in report.results}) == 3  # still swept
+    # the plot has a panel per tuned setting and none for the hangover: no empty panel
+    titles = [p["title"] for p in _panels(report)]
+    assert len(titles) == 3
+    assert not any("hangover sweep" in t for t in titles)
+
+
+def test_tune_plot_with_held_settings(ami: list[TuneRecording], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report = tune(ami, grid=SMALL, scoring=ScoringOptions(min_end_points=0, min_onsets=0))
+    # min gap 1 s: no end-of-speech latency anywhere, so no hangover panel (it would be empty)
+    assert [p["sweep"] for p in _panels(report)] == ["threshold", "pre_roll_ms", "min_speech_ms"]
+    assert plot_tradeoff(report, tmp_path / "three.png").read_bytes()[:4] == b"\x89PNG"
+    held = tune(ami, grid=SMALL)  # nothing tuned: nothing to plot
+    assert _panels(held) == []
+    with pytest.raises(InvalidOptionError, match="nothing to plot"):
+        plot_tradeoff(held, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_cli_tune_says_what_it_cannot_tune_and_plots_nothing_empty(
+    tmp_path: Path, fixtures_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "tune.png"
+    argv = [
+        "tune",
+        str(fixtures_dir / "ami_sample_16k.wav"),
+        "--labels",
+        str(fixtures_dir / "ami_sample.rttm"),
+        "--no-progress",
+        "--plot",
+        str(png),
+    ]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "nothing could be tuned from these labels" in out
+    assert "plot: not written" in out
+    assert not png.exists()
+    # with lower bars it tunes, and plots
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert cli_main([*argv, "--min-onsets", "4", "--min-ends", "1"]) == 0
+        out = capsys.readouterr().out
+        assert "nothing could be tuned" not in out
+        assert "hangover (min_silence_ms) 96 ms: the labels have 0 end-of-speech" in out
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_tune_prints_each_warning_once(
+    fixtures_dir: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    argv = [
+        "tune",
+        str(fixtures_dir / "ami_sample_16k.wav"),
+        "--labels",
+        str(fixtures_dir / "ami_sample.rttm"),
+        "--no-progress",
+        *("--min-onsets", "0", "--min-ends", "0", "--min-gap", "0.25"),
+        *("--latency-budget-ms", "1", "--thresholds", "0.3,0.5", "--min-speech-ms", "100"),
+    ]
+    assert cli_main(argv) == 0
+    out, err = capsys.readouterr()
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    said = "no setting meets median end-of-speech latency <= 1 ms"
+    assert (out + err).count(said) + sum(said in m for m in warned) == 1
+    assert said in out
 
 
 # ------------------------------------------------------------------------ labels mismatches
