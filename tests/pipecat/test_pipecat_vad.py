@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
+import re
 import threading
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -238,3 +242,76 @@ def test_clear_errors() -> None:
         vad.voice_confidence(b"\x00" * 1023)
     # a bad buffer does not poison the stream
     assert isinstance(vad.voice_confidence(b"\x00" * 1024), float)
+
+
+# ---- Pipecat's model-state resets: an option, and the documented measurements ----------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _differences() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "plugin_differences", ROOT / "benchmarks" / "plugin_differences.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def reset_effect() -> dict:
+    """benchmarks/plugin_differences.py's Pipecat part, on the AMI fixture."""
+    return _differences().pipecat_differences()
+
+
+def _starts(transitions: list) -> list[float]:
+    return [round(t, 2) for t, state in transitions if state == "speaking"]
+
+
+def test_reset_when_quiet_gives_pipecats_confidences(reset_effect: dict) -> None:
+    """With Pipecat's reset rule the two analyzers agree window by window (same model file),
+    and so do the start/stop decisions; without it they part after Pipecat's first reset."""
+    matched = reset_effect["caesura_reset_when_quiet"]
+    assert matched["max_abs_diff"] < 1e-4
+    assert matched["transitions"] == reset_effect["pipecat"]
+    assert reset_effect["caesura"]["max_abs_diff"] > 0.5
+    assert CaesuraVADAnalyzer(reset_when_quiet=True).reset_when_quiet
+    assert not CaesuraVADAnalyzer().reset_when_quiet
+
+
+def test_the_docs_quote_the_measured_reset_effect(reset_effect: dict) -> None:
+    """The plugin README's table, and the '(by up to X)' of the quickstart and the module
+    docstring, are what plugin_differences.py measures (2 decimals, window counts exact)."""
+    readme = (ROOT / "plugins" / "pipecat" / "README.md").read_text(encoding="utf-8")
+    rows = {
+        m.group(1).strip("`"): m.groups()[1:]
+        for m in re.finditer(
+            r"^\| (`CaesuraVADAnalyzer\([^`]*\)`|Pipecat's `SileroVADAnalyzer`)[^|]*"
+            r"\|\s*([\d.]*)\s*\|\s*(?:(\d+) of (\d+))?\s*\|\s*([\d., ]+?)\s*\|$",
+            readme,
+            re.M,
+        )
+    }
+    default, matched = reset_effect["caesura"], reset_effect["caesura_reset_when_quiet"]
+    expect = {
+        "CaesuraVADAnalyzer()": (default, _starts(default["transitions"])),
+        "CaesuraVADAnalyzer(reset_when_quiet=True)": (matched, _starts(matched["transitions"])),
+    }
+    for name, (measured, starts) in expect.items():
+        assert name in rows, f"plugins/pipecat/README.md has no row for {name}"
+        gap, over, windows, quoted_starts = rows[name]
+        assert abs(float(gap) - measured["max_abs_diff"]) <= 0.01, (name, gap, measured)
+        assert (int(over), int(windows)) == (measured["windows_over_0.1"], measured["windows"])
+        assert [float(x) for x in quoted_starts.split(",")] == starts, (name, quoted_starts)
+    theirs = rows["Pipecat's `SileroVADAnalyzer"][-1]
+    assert [float(x) for x in theirs.split(",")] == _starts(reset_effect["pipecat"])
+    for doc in (
+        ROOT / "docs" / "quickstart" / "pipecat.md",
+        ROOT / "plugins" / "pipecat" / "src" / "pipecat_caesura" / "vad.py",
+    ):
+        quoted = re.findall(r"by up to (\d\.\d\d)", re.sub(r"\s+", " ", doc.read_text()))
+        assert quoted, f"{doc.name} does not quote the difference"
+        for q in quoted:
+            assert abs(float(q) - default["max_abs_diff"]) <= 0.01, (doc.name, q)

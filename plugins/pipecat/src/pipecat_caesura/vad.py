@@ -11,6 +11,14 @@ scored at once: the batcher never waits for company.
 Pipecat's own state machine (``VADAnalyzer.analyze_audio`` with ``VADParams`` confidence,
 start/stop seconds and min volume) is used unchanged; this class only answers
 ``num_frames_required()`` and ``voice_confidence(buffer)``.
+
+One difference from Pipecat's ``SileroVADAnalyzer`` (1.14) is deliberate and can be turned off:
+Pipecat resets the model's recurrent state about every 2 s of audio, at the first quiet moment
+(VAD quiet and 5 windows in a row under 0.1); this analyzer keeps one stream state for the
+whole call, as silero-vad and the rest of caesura do. The confidences then differ after each
+such reset (by up to 0.95 on the AMI fixture, see ``benchmarks/plugin_differences.py``).
+``CaesuraVADAnalyzer(reset_when_quiet=True)`` resets exactly as Pipecat does, and then gives
+Pipecat's confidences.
 """
 
 from __future__ import annotations
@@ -18,15 +26,29 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 
 from caesura.audio import pcm16_bytes_to_float32
 from caesura.errors import InvalidOptionError
 from caesura.vad import WINDOW_SIZES, SileroVAD, VADBatcher, VADStream
 
-__all__ = ["CaesuraVADAnalyzer", "SharedVADBatcher"]
+__all__ = [
+    "RESET_INTERVAL_S",
+    "RESET_LOW_WINDOWS",
+    "RESET_MAX_CONFIDENCE",
+    "CaesuraVADAnalyzer",
+    "SharedVADBatcher",
+]
 
 logger = logging.getLogger(__name__)
+
+#: ``reset_when_quiet``: Pipecat 1.14 ``SileroVADAnalyzer``'s rule, the same numbers. A reset is
+#: due after this much audio since the last one ...
+RESET_INTERVAL_S = 2.0
+#: ... and happens at the first window, while the VAD is quiet, that ends a run of this many
+#: windows scoring below ``RESET_MAX_CONFIDENCE``.
+RESET_LOW_WINDOWS = 5
+RESET_MAX_CONFIDENCE = 0.1
 
 
 SharedVADBatcher = VADBatcher
@@ -58,6 +80,9 @@ class CaesuraVADAnalyzer(VADAnalyzer):
         params: Pipecat ``VADParams`` (confidence, start_secs, stop_secs, min_volume).
         model: a loaded :class:`caesura.vad.SileroVAD`; default ``SileroVAD.load()``, the
             process-wide shared instance.
+        reset_when_quiet: reset the model state as Pipecat's ``SileroVADAnalyzer`` does (every
+            ``RESET_INTERVAL_S`` of audio, at the first quiet moment); default ``False``: one
+            state for the whole stream (see the module docstring for the measured difference).
     """
 
     def __init__(
@@ -66,8 +91,12 @@ class CaesuraVADAnalyzer(VADAnalyzer):
         sample_rate: int | None = None,
         params: VADParams | None = None,
         model: SileroVAD | None = None,
+        reset_when_quiet: bool = False,
     ) -> None:
         self._worker: ThreadPoolExecutor | None = None
+        self._reset_when_quiet = bool(reset_when_quiet)
+        self._windows_since_reset = 0
+        self._low_windows = 0
         super().__init__(sample_rate=sample_rate, params=params)
         if model is not None and not isinstance(model, SileroVAD):
             raise InvalidOptionError(
@@ -106,6 +135,11 @@ class CaesuraVADAnalyzer(VADAnalyzer):
         return self._model.model_rate_for(self.sample_rate or 16000)
 
     @property
+    def reset_when_quiet(self) -> bool:
+        """Whether the model state is reset as Pipecat's ``SileroVADAnalyzer`` resets it."""
+        return self._reset_when_quiet
+
+    @property
     def last_confidence(self) -> float:
         """The confidence returned by the latest ``voice_confidence`` call."""
         return self._last_confidence
@@ -117,6 +151,7 @@ class CaesuraVADAnalyzer(VADAnalyzer):
         super().set_sample_rate(sample_rate)
         self._stream = None
         self._last_confidence = 0.0
+        self._windows_since_reset = self._low_windows = 0
 
     def num_frames_required(self) -> int:
         """Samples per analysed buffer: one 32 ms model window at the input rate."""
@@ -141,13 +176,32 @@ class CaesuraVADAnalyzer(VADAnalyzer):
         probs = self._batcher.score(stream, audio)
         if probs.size:
             self._last_confidence = float(probs[-1])
+            if self._reset_when_quiet:
+                self._maybe_reset(stream, probs.size)
         return self._last_confidence
+
+    def _maybe_reset(self, stream: VADStream, windows: int) -> None:
+        """Pipecat's rule, after a window is scored (the reset applies from the next one);
+        ``_vad_state`` is still the state before this window, as in Pipecat."""
+        self._windows_since_reset += windows
+        if self._last_confidence < RESET_MAX_CONFIDENCE:
+            self._low_windows += 1
+        else:
+            self._low_windows = 0
+        if (
+            self._windows_since_reset * stream.window_size >= RESET_INTERVAL_S * stream.model_rate
+            and self._vad_state == VADState.QUIET
+            and self._low_windows >= RESET_LOW_WINDOWS
+        ):
+            stream.reset()
+            self._windows_since_reset = 0
 
     def reset(self) -> None:
         """Forget the model state (LSTM, context, resampler) of this analyzer's stream."""
         if self._stream is not None:
             self._stream.reset()
         self._last_confidence = 0.0
+        self._windows_since_reset = self._low_windows = 0
 
     async def cleanup(self) -> None:
         """Stop the worker thread and drop the stream; the analyzer can be used again."""
@@ -155,3 +209,4 @@ class CaesuraVADAnalyzer(VADAnalyzer):
         self._worker = None
         self._stream = None
         self._last_confidence = 0.0
+        self._windows_since_reset = self._low_windows = 0
