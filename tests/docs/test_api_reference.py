@@ -96,3 +96,5 @@ def test_the_docs_build_uses_the_extension_and_checks_the_site() -> None:
     noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
     docs_session = noxfile[noxfile.index("def docs(") :].split("\n@nox.session", 1)[0]
     assert '"docs/griffe_sphinx_roles.py", "--check-site", "site"' in docs_session
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^python3 -m nox -s docs\b", ci, re.M), ".ci/run does not build the docs"
