@@ -40,6 +40,7 @@ from caesura.turn import (
     TurnEngine,
     TurnOptions,
     TurnReopened,
+    WordsScored,
     lexical_end_probability,
 )
 from caesura.vad import SileroVAD
@@ -108,6 +109,12 @@ def describe(ev) -> str:
     if isinstance(ev, ProgressiveAudio):
         secs = ev.audio.size / ev.sample_rate
         return f"progressive      turn {ev.turn_id} #{ev.index}: {secs:.2f}s of audio"
+    if isinstance(ev, WordsScored):
+        pending = " (last words pending)" if ev.words_pending else ""
+        return (
+            f"words scored     turn {ev.turn_id}: P(end|words)={ev.probability:.2f}{pending} "
+            f"in {ev.inference_ms:.1f} ms: {ev.transcript!r}"
+        )
     return repr(ev)
 
 

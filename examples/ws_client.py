@@ -10,8 +10,9 @@
 The file (any rate / channels) is converted to PCM16LE mono 16 kHz and sent in 20 ms binary
 frames at real-time pace (``--fast``: as fast as the server accepts), followed by 1 s of
 silence. With ``--transcript`` the client also sends the text as a final transcript after
-the first ``speech_end`` -- the server answers with an ``end_of_turn`` event carrying the
-end-of-turn probability. ``--http`` first sends the whole file to ``POST /v1/audio/vad``.
+the first ``speech_end`` -- the server's turn engine answers with an ``end_of_turn`` event
+(its reason, the silence waited and the end-of-turn probability) once the user is done.
+``--http`` first sends the whole file to ``POST /v1/audio/vad``.
 
 The client needs only what ``caesura[server]`` installs. Like the server, it reads
 ``VAD_LISTEN`` (the address to reach; default 127.0.0.1:9093) and ``CAESURA_TOKEN`` (the bearer

@@ -32,6 +32,7 @@ from caesura.turn import (
     TurnOptions,
     TurnPhase,
     TurnReopened,
+    WordsScored,
 )
 from caesura.vad.batching import VADBatcher
 from caesura.vad.model import SileroVAD, VADStream
@@ -83,6 +84,7 @@ __all__ = [
     "VADSession",
     "VADStream",
     "VADWindow",
+    "WordsScored",
     "__version__",
     "decode_wav",
     "pcm16_bytes_to_float32",

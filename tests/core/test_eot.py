@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,6 +252,20 @@ def test_options_validated() -> None:
     assert m.max_tokens == 32
     assert m.window_hop == 16  # at most half the window
     assert 16 < len(m.encode([u("word " * 100)])) <= 32
+
+
+def test_load_is_cached_per_process_and_a_rewritten_folder_reloads(tmp_path: Path) -> None:
+    assert EndOfTurnModel.load() is EndOfTurnModel.load()
+    assert EndOfTurnModel.load(cache=False) is not EndOfTurnModel.load()
+    assert EndOfTurnModel.load(num_threads=2) is not EndOfTurnModel.load()
+    folder = tmp_path / "eot"
+    shutil.copytree(ASSETS, folder, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    first = EndOfTurnModel.load(folder)
+    assert EndOfTurnModel.load(folder) is first
+    # a re-export in place is loaded (and verified) again
+    (folder / "config.json").write_bytes((folder / "config.json").read_bytes())
+    os.utime(folder / "config.json", ns=(1, 1))
+    assert EndOfTurnModel.load(folder) is not first
 
 
 def test_corrupt_copy_is_detected(tmp_path: Path) -> None:

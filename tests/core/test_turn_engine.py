@@ -16,13 +16,16 @@ from caesura.turn import (
     FlushSTT,
     Interruption,
     ProgressiveAudio,
+    ScorePending,
     ScorerFailed,
     SpeechStarted,
     SpeechStopped,
+    SupportsStream,
     TurnEngine,
     TurnOptions,
     TurnPhase,
     TurnReopened,
+    WordsScored,
 )
 
 SR = 16000
@@ -217,6 +220,81 @@ def test_complete_words_end_the_turn_at_the_min_delay():
     assert TurnOptions().min_delay_ms <= eot.delay_ms <= TurnOptions().min_delay_ms + 100
     assert eng.phase is TurnPhase.ENDED
     assert sc.calls[-1][-1] == {"role": "user", "content": COMPLETE}
+
+
+def test_each_inference_is_reported_once_as_words_scored():
+    sc = Scripted(SCORER)
+    eng = engine(sc)
+    ev = utter(eng, INCOMPLETE)
+    ev += run_until(eng, EndOfTurn)
+    # the engine asked once for these words (later ticks reuse the answer) and said so once
+    (scored,) = of(ev, WordsScored)
+    assert len(sc.calls) == 1
+    assert (scored.probability, scored.transcript, scored.turn_id) == (0.02, INCOMPLETE, 1)
+    assert scored.inference_ms >= 0.0
+    assert not scored.words_pending
+    assert of(ev, EndOfTurn)[0].words_probability == scored.probability
+
+
+class _Model:
+    """A model that opens a per-conversation stream (SupportsStream), like EndOfTurnModel."""
+
+    def __init__(self) -> None:
+        self.streams: list[Scripted] = []
+
+    def predict(self, turns):
+        raise AssertionError("the engine must score through the model's stream")
+
+    def stream(self) -> Scripted:
+        self.streams.append(Scripted(SCORER))
+        return self.streams[-1]
+
+
+def test_a_model_with_streams_is_scored_through_its_own_stream_per_engine():
+    model = _Model()
+    first, second = TurnEngine(scorer=model), TurnEngine(scorer=model)
+    assert isinstance(model, SupportsStream)
+    for eng in (first, second):
+        ev = utter(eng, COMPLETE) + run_until(eng, EndOfTurn)
+        assert of(ev, EndOfTurn)[0].reason == "semantic"
+    # one stream per engine (conversation), each called only by its own engine
+    assert [len(s.calls) for s in model.streams] == [1, 1]
+
+
+class _Deferred:
+    """A scorer answering later, as an async host's does: ScorePending until ``ready``."""
+
+    def __init__(self, p: float) -> None:
+        self.p, self.ready, self.asked = p, False, 0
+
+    def __call__(self, turns):
+        self.asked += 1
+        if not self.ready:
+            raise ScorePending
+        return self.p
+
+
+def test_a_pending_score_holds_the_decision_until_polled():
+    sc = _Deferred(0.95)
+    eng = engine(sc)
+    ev = utter(eng, COMPLETE) + eng.push_probabilities(silence(1200))
+    # not answered: no decision, no silence-only fallback (800 ms), no ScorerFailed
+    assert not of(ev, EndOfTurn)
+    assert not of(ev, ScorerFailed)
+    assert sc.asked > 1  # asked again at each decision
+    sc.ready = True
+    ev = eng.poll()
+    (eot,) = of(ev, EndOfTurn)
+    assert (eot.reason, eot.words_probability) == ("semantic", 0.95)
+    assert eot.sample == eng.sample  # decided at once, without moving the clock
+
+
+def test_a_score_that_never_comes_ends_the_turn_at_max_delay():
+    eng = engine(_Deferred(0.95), max_delay_ms=1500)
+    ev = utter(eng, COMPLETE) + run_until(eng, EndOfTurn)
+    (eot,) = of(ev, EndOfTurn)
+    assert eot.reason == "max_delay"
+    assert eot.words_probability is None
 
 
 def test_incomplete_words_wait_and_fusion_rises_with_silence():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from _pipecat_support import chunks, load_pcm, silence
+from pipecat.clocks.system_clock import SystemClock
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -34,10 +35,12 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMUserAggregator,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.tests.utils import SleepFrame, run_test
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop import BaseUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.utils.asyncio.task_manager import TaskManager
 from pipecat_caesura import CaesuraTurnStopStrategy, CaesuraVADAnalyzer
 
 from caesura.errors import InvalidOptionError, ModelError
@@ -366,6 +369,67 @@ def test_a_failing_scorer_is_reported_and_never_cuts_the_user_off() -> None:
     assert eot is not None
     assert eot.reason == "max_delay"
     assert run.turn_metrics == []  # no fake metrics for a failed inference
+
+
+def _drive(strategy: CaesuraTurnStopStrategy, frames: list[Frame]) -> list[object]:
+    """Frames straight into the strategy, with no controller (so no handle_user_turn_started
+    ever), as Pipecat's own stop strategies allow; returns its on_user_turn_stopped calls."""
+    stops: list[object] = []
+
+    async def main() -> None:
+        async def stopped(_strategy: object, *args: object) -> None:
+            stops.append(args)
+
+        strategy.add_event_handler("on_user_turn_stopped", stopped)
+        setup = FrameProcessorSetup(
+            clock=SystemClock(),
+            task_manager=TaskManager(loop=asyncio.get_running_loop()),
+            pipeline_worker=None,  # type: ignore[arg-type]
+            audio_in_sample_rate=RATE,
+        )
+        await strategy.setup(setup)
+        for f in frames:
+            if isinstance(f, SleepFrame):
+                await asyncio.sleep(f.sleep)
+            else:
+                await strategy.process_frame(f)
+        await strategy.cleanup()
+
+    asyncio.run(main())
+    return stops
+
+
+def test_hello_then_silence_ends_without_a_started_turn() -> None:
+    strategy = CaesuraTurnStopStrategy(scorer=lexical_end_probability, max_delay=1.5)
+    frames = [*audio(speech() + silence(0.3, RATE)), final("Hello!"), *audio(silence(2.0, RATE))]
+    assert len(_drive(strategy, frames)) == 1
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.transcript == "Hello!"
+    assert eot.delay_ms <= 1500
+
+
+def test_without_audio_pipecat_vad_frames_drive_the_engine_and_max_delay_holds() -> None:
+    """A pipeline that carries only VAD and transcription frames: Pipecat's VAD start / stop
+    become the engine's external speech start / end, wall time its clock, and the turn ends
+    at max_delay at the latest even when the words never convince."""
+    strategy = CaesuraTurnStopStrategy(scorer=lambda turns: 0.0, max_delay=1.0)
+    frames: list[Frame] = [
+        VADUserStartedSpeakingFrame(),
+        SleepFrame(0.6),
+        final(INCOMPLETE),
+        VADUserStoppedSpeakingFrame(stop_secs=0.2),
+        SleepFrame(1.6),
+    ]
+    t0 = time.monotonic()
+    assert len(_drive(strategy, frames)) == 1
+    eot = strategy.last_end_of_turn
+    assert eot is not None
+    assert eot.reason == "max_delay"
+    assert eot.transcript == INCOMPLETE
+    assert time.monotonic() - t0 < 3.0
+    assert strategy.engine is not None
+    assert strategy.engine.user_pauses_s == []
 
 
 @pytest.mark.parametrize("rate", [8000, 48000])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 
 import httpx
 import numpy as np
@@ -12,7 +13,10 @@ from server_helpers import chunked, pcm16, reference_events, stream_events, wav_
 from websockets.sync.client import connect
 
 from caesura.audio import decode_wav, resample, to_mono
+from caesura.eot import EndOfTurnModel
 from caesura.server.config import StreamOptions
+from caesura.turn import EndOfTurn, TurnEngine, TurnOptions
+from caesura.vad import SileroVAD
 from caesura.vad.offline import speech_timestamps
 
 VAD = "/v1/audio/vad"
@@ -273,20 +277,92 @@ def test_turn_predict_bad_input(server, payload):
     assert isinstance(r.json()["error"], str)
 
 
-def test_realtime_transcripts_give_end_of_turn(server, speech_16k):
+def _scripted_turn(server, speech_16k, text: str) -> tuple[list[dict], np.ndarray, int]:
+    """Agent question, the first utterance + 0.7 s silence, wait until inferred, a final
+    transcript, wait until scored, then 3 s of silence: the events with samples, the audio
+    and the position of the transcript. Waiting makes the stream position of each message
+    deterministic (the engine runs on the stream's sample clock)."""
+    head = np.concatenate([speech_16k[: int(2.05 * 16000)], np.zeros(int(0.7 * 16000))])
+    head = head[: len(head) // 512 * 512]
+    tail = np.zeros(3 * 16000)
+    out: list[dict] = []
+    with connect(server.ws + RT + "?include_samples=true", max_size=None) as ws:
+        ws.send(json.dumps({"type": "agent", "text": "Where would you like to eat?"}))
+        for c in chunked(pcm16(head), [640] * 10_000):
+            ws.send(c)
+        out.append(json.loads(ws.recv(timeout=30)))  # speech_start
+        out.append(json.loads(ws.recv(timeout=30)))  # speech_end
+        time.sleep(1.0)  # the rest of head inferred
+        ws.send(json.dumps({"type": "transcript", "text": text, "final": True}))
+        time.sleep(1.0)  # scored
+        for c in chunked(pcm16(tail), [640] * 10_000):
+            ws.send(c)
+        while True:
+            try:
+                out.append(json.loads(ws.recv(timeout=3.0)))
+            except TimeoutError:
+                break
+    return out, np.concatenate([head, tail]).astype(np.float32), len(head)
+
+
+def _engine_reference(audio: np.ndarray, at: int, text: str) -> list[object]:
+    """The same script through caesura.turn.TurnEngine directly (what every host runs)."""
+    pcm = np.frombuffer(pcm16(audio), dtype="<i2")
+    probs = SileroVAD.load().stream(16000).process(pcm)
+    engine = TurnEngine(TurnOptions(), scorer=EndOfTurnModel.load(), sample_rate=16000)
+    engine.response_committed()
+    engine.add_agent_message("Where would you like to eat?")
+    k = at // 512
+    events = engine.push_probabilities(probs[:k])
+    events += engine.push_transcript(text, final=True)
+    events += engine.push_probabilities(probs[k:])
+    return [e for e in events if isinstance(e, EndOfTurn)]
+
+
+@pytest.mark.parametrize(
+    "text", ["Can you book me a table for two at seven?", "Can you book me a table for"]
+)
+def test_realtime_end_of_turn_is_the_turn_engines_decision(server, speech_16k, text):
     health = httpx.get(server.http + "/healthz").json()
-    msgs = [
-        json.dumps({"type": "agent", "text": "What city are you flying to?"}),
-        pcm16(speech_16k[:16000]),
-        json.dumps({"type": "transcript", "text": "to Boston", "final": False}),
-        json.dumps({"type": "transcript", "text": "to Boston on Friday.", "final": True}),
-    ]
-    events = stream_events(server.ws + RT, msgs, settle_s=3.0)
+    assert health["turn_model"], "the bundled end-of-turn model must load"
+    events, audio, at = _scripted_turn(server, speech_16k, text)
+    assert [e.get("event") for e in events[:2]] == ["speech_start", "speech_end"]
     turn = [e for e in events if e.get("event") == "end_of_turn" or "error" in e]
-    assert len(turn) == 1
-    if not health["turn_model"]:
-        assert turn[0]["error"] == "turn_unavailable"
-        pytest.skip("caesura.eot.EndOfTurnModel not available in this checkout")
+    (ref,) = _engine_reference(audio, at, text)
+    assert len(turn) == 1, events
     ev = turn[0]
-    assert set(ev) == {"event", "probability", "end_of_turn"}
-    assert 0.0 <= ev["probability"] <= 1.0
+    assert set(ev) == {
+        "event",
+        "end_of_turn",
+        "probability",
+        "words_probability",
+        "reason",
+        "delay_ms",
+        "sample",
+    }
+    # the same decision at the same sample as the engine run directly
+    assert (ev["sample"], ev["reason"], ev["delay_ms"]) == (
+        ref.sample,
+        ref.reason,
+        round(ref.delay_ms),
+    )
+    assert ev["words_probability"] == pytest.approx(ref.words_probability, abs=1e-6)
+    assert ev["probability"] == pytest.approx(ref.probability, abs=1e-6)
+
+
+def test_realtime_words_that_never_convince_end_at_max_delay(server):
+    msgs = [
+        json.dumps({"type": "transcript", "text": "so I was thinking that we", "final": True}),
+        *chunked(pcm16(np.zeros(int(2.5 * 16000))), [640] * 10_000),
+    ]
+    events = stream_events(server.ws + RT + "?max_delay_ms=1500", msgs, settle_s=3.0)
+    (ev,) = [e for e in events if e.get("event") == "end_of_turn"]
+    assert ev["reason"] == "max_delay"
+    assert 1500 <= ev["delay_ms"] <= 1500 + 32
+
+
+def test_realtime_turn_options_are_validated_by_name(server):
+    with connect(server.ws + RT + "?min_delay_ms=5000&max_delay_ms=1000") as ws:
+        msg = json.loads(ws.recv(timeout=10))
+    assert msg["error"] == "invalid_option"
+    assert "max_delay" in msg["message"]

@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 _ASSETS = "caesura.eot.assets"
 _FILES = ("model.onnx", "tokenizer.json", "config.json")
+# EndOfTurnModel.load(cache=True): one model per (folder, threads, max_tokens) per process
+_CACHE: dict[tuple[object, ...], EndOfTurnModel] = {}
+_CACHE_LOCK = threading.Lock()
 #: Only the last this-many characters of a turn are read (a huge text cannot stall a call).
 MAX_TURN_CHARS = 2000
 #: Only the last this-many turns are read (the model's context is ~128 tokens anyway).
@@ -221,16 +224,37 @@ class EndOfTurnModel:
         *,
         num_threads: int = 1,
         max_tokens: int | None = None,
+        cache: bool = True,
     ) -> EndOfTurnModel:
         """Load the bundled model (``path=None``) or an exported model folder.
 
         Every file is checked against ``sha256.json``: a mismatch raises
-        :class:`~caesura.errors.ModelIntegrityError`.
+        :class:`~caesura.errors.ModelIntegrityError`. ``cache``: return the process-wide
+        instance for the same arguments (like ``SileroVAD.load()``): the model is safe to
+        share between threads, and each conversation opens its own :meth:`stream`.
         """
         options = EotOptions(num_threads=num_threads, max_tokens=max_tokens)
         folder = None if path is None else Path(path)
         if folder is not None and not folder.is_dir():
             raise ModelError(f"end-of-turn model folder not found: {folder}")
+        if not cache:
+            return cls._load_uncached(folder, options)
+        key: tuple[object, ...] = (None, num_threads, max_tokens)
+        if folder is not None:
+            # a folder's files rewritten since (a re-export) load and verify afresh
+            stats = [
+                (folder / n).stat() for n in ("sha256.json", *_FILES) if (folder / n).is_file()
+            ]
+            files = tuple((st.st_size, st.st_mtime_ns) for st in stats)
+            key = (str(folder.resolve()), num_threads, max_tokens, files)
+        with _CACHE_LOCK:
+            model = _CACHE.get(key)
+            if model is None:
+                model = _CACHE[key] = cls._load_uncached(folder, options)
+            return model
+
+    @classmethod
+    def _load_uncached(cls, folder: Path | None, options: EotOptions) -> EndOfTurnModel:
         sums_raw = _read_bytes(folder, "sha256.json")
         try:
             sums = json.loads(sums_raw)

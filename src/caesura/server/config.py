@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from caesura.errors import InvalidOptionError
+from caesura.turn.options import TurnOptions
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -75,9 +76,12 @@ class StreamOptions:
     Defaults are for EchoKit, which treats ``speech_end`` as "the user finished speaking" and
     then sends the utterance to ASR: a 250 ms minimum speech (silero's own default, rejects
     coughs and clicks) and a 600 ms silence hangover (the seeds' 500-800 ms for silence-only
-    endpointing). ``turn`` enables the transcript-based ``end_of_turn`` events;
-    ``eot_threshold`` is the probability at or above which such an event says
-    ``"end_of_turn": true``.
+    endpointing). ``turn`` enables the transcript-based ``end_of_turn`` events, decided by
+    a :class:`caesura.turn.TurnEngine` per session (the words' P(end) fused with the silence
+    elapsed); ``end_threshold`` / ``min_delay_ms`` / ``max_delay_ms`` override its
+    :class:`~caesura.turn.TurnOptions` (``None``: the engine's defaults).
+    ``eot_threshold`` is the raw model probability at or above which ``POST
+    /v1/turn/predict`` says ``"end_of_turn": true``.
     """
 
     threshold: float = 0.5
@@ -89,6 +93,9 @@ class StreamOptions:
     turn: bool = True
     eot_threshold: float = 0.5
     include_samples: bool = False
+    end_threshold: float | None = None
+    min_delay_ms: float | None = None
+    max_delay_ms: float | None = None
 
     def __post_init__(self) -> None:
         thr = _number("threshold", self.threshold)
@@ -116,6 +123,16 @@ class StreamOptions:
         eot = _number("eot_threshold", self.eot_threshold)
         if not 0.0 <= eot <= 1.0:
             raise InvalidOptionError(f"eot_threshold must be in [0, 1], got {eot!r}")
+        self.turn_options()  # the engine's own validation, naming the option
+
+    def turn_options(self) -> TurnOptions:
+        """The :class:`~caesura.turn.TurnOptions` of a session's turn engine."""
+        changes = {
+            k: v
+            for k in ("end_threshold", "min_delay_ms", "max_delay_ms")
+            if (v := getattr(self, k)) is not None
+        }
+        return TurnOptions().replace(**changes) if changes else TurnOptions()
 
     def replace(self, **changes: Any) -> StreamOptions:
         known = {f.name for f in fields(self)}
@@ -138,6 +155,9 @@ QUERY_OPTIONS: dict[str, type] = {
     "turn": bool,
     "eot_threshold": float,
     "include_samples": bool,
+    "end_threshold": float,
+    "min_delay_ms": float,
+    "max_delay_ms": float,
 }
 #: Query keys that are not options (consumed elsewhere) and are ignored here.
 _RESERVED_QUERY = {"token", "access_token"}

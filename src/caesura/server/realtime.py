@@ -6,12 +6,17 @@ Client → server:
   buffered across frames and cut into 512-sample windows for the shared batched core;
 * text ``reset``: forget the session's audio, model state and segment (a fresh stream);
 * extension, text JSON: ``{"type": "transcript", "text": "...", "final": true}`` (the user's
-  words from your STT), ``{"type": "agent", "text": "..."}`` (what the agent said),
-  ``{"type": "reset"}``.
+  words from your STT; optional ``"language"``), ``{"type": "agent", "text": "..."}`` (what
+  the agent said: the user's previous turn is answered), ``{"type": "reset"}``.
 
 Server → client (text JSON): ``{"event": "speech_start"}``, ``{"event": "speech_end"}``;
-with turn detection, after each final transcript,
-``{"event": "end_of_turn", "probability": 0.93, "end_of_turn": true}``; errors
+with turn detection (once the client sends transcripts), the session's
+:class:`~caesura.turn.TurnEngine` decisions -- the same policy as the Pipecat strategy: the
+words' P(end) fused with the silence elapsed, between ``min_delay_ms`` and ``max_delay_ms``:
+``{"event": "end_of_turn", "end_of_turn": true, "probability": 0.93, "words_probability":
+0.97, "reason": "semantic", "delay_ms": 320}`` (``probability`` / ``words_probability`` are
+``null`` when the words gave no evidence, e.g. ``reason`` ``"max_delay"``), and
+``{"event": "turn_reopened"}`` when the user goes on within the re-open window; errors
 ``{"error": "<code>", "message": "<what and why>"}``. A bad frame or message gets an error and
 is dropped; the session goes on (after ``max_errors_per_session`` errors it is closed with
 code 1008). Every message EchoKit may receive parses as its ``VadRealtimeEvent`` (``event``
@@ -26,7 +31,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +41,15 @@ import numpy.typing as npt
 from caesura.errors import CaesuraError, InvalidOptionError
 from caesura.server.config import StreamOptions
 from caesura.server.scheduler import CoreClosedError, StreamSlot
-from caesura.server.turn import MAX_TEXT_CHARS, MAX_TURNS, TurnUnavailableError
+from caesura.server.turn import MAX_TEXT_CHARS, TurnUnavailableError, normalise_turns
+from caesura.turn import (
+    EndOfTurn,
+    ScorePending,
+    ScorerFailed,
+    TurnEngine,
+    TurnEvent,
+    TurnReopened,
+)
 from caesura.vad.segmenter import Segmenter, SegmenterOptions, SpeechEnd, SpeechStart
 
 if TYPE_CHECKING:
@@ -69,30 +83,48 @@ def segmenter_options(opts: StreamOptions) -> SegmenterOptions:
     )
 
 
-@dataclass
-class _Dialogue:
-    turns: list[tuple[str, str]] = field(default_factory=list)
-    user_open: bool = False
-    partial: str = ""
+_ScoreKey = tuple[tuple[tuple[str, str], ...], bool]
+#: Answers a session keeps (the engine asks for the latest words only).
+_KEEP_ANSWERS = 8
 
-    def add_user(self, text: str) -> None:
-        text = text.strip()
-        if not text:
-            return
-        if self.user_open and self.turns:
-            role, prev = self.turns[-1]
-            joined = f"{prev} {text}".strip()
-            self.turns[-1] = (role, joined[-MAX_TEXT_CHARS:])
-        else:
-            self.turns.append(("user", text[-MAX_TEXT_CHARS:]))
-            self.user_open = True
-        del self.turns[:-MAX_TURNS]
 
-    def add_agent(self, text: str) -> None:
-        self.turns.append(("agent", text.strip()[-MAX_TEXT_CHARS:]))
-        self.user_open = False
-        self.partial = ""
-        del self.turns[:-MAX_TURNS]
+class _DeferredScorer:
+    """The session engine's scorer. P(end | words) is computed by the server's
+    :class:`~caesura.server.turn.TurnPredictor` on its worker thread, never on the event
+    loop: the first time the engine asks for some words this raises
+    :class:`~caesura.turn.ScorePending` and starts the prediction; the session polls the
+    engine when the answer is in, and the engine then reads it from here."""
+
+    def __init__(self, session: RealtimeSession) -> None:
+        # weak: a session must be freed by reference counting alone when it closes
+        self._session = weakref.ref(session)
+        self._answers: dict[_ScoreKey, float | CaesuraError] = {}
+        self._asked: set[_ScoreKey] = set()
+        self.supports_pending_words = False
+
+    def predict(self, turns: Sequence[Mapping[str, str]], words_pending: bool = False) -> float:
+        chat = tuple(normalise_turns([dict(t) for t in turns]))
+        key = (chat, bool(words_pending))
+        answer = self._answers.get(key)
+        if answer is None:
+            session = self._session()
+            if key not in self._asked and session is not None:
+                self._asked.add(key)
+                session.score_later(key)
+            raise ScorePending
+        if isinstance(answer, CaesuraError):
+            raise answer
+        return answer
+
+    def answer(self, key: _ScoreKey, value: float | CaesuraError) -> None:
+        self._asked.discard(key)
+        self._answers[key] = value
+        while len(self._answers) > _KEEP_ANSWERS:
+            del self._answers[next(iter(self._answers))]
+
+    def clear(self) -> None:
+        self._answers.clear()
+        self._asked.clear()
 
 
 class RealtimeSession:
@@ -111,9 +143,14 @@ class RealtimeSession:
         self._errors = 0
         self._closing = False
         self._close_code: int | None = None
-        self._dialogue = _Dialogue()
-        self._eot_wanted = False
-        self._eot_task: asyncio.Task[None] | None = None
+        # turn detection: an engine from the first transcript on (clients that send none,
+        # like EchoKit, pay nothing for it); its clock starts at that stream position
+        self._engine: TurnEngine | None = None
+        self._engine_offset = 0
+        self._samples = 0  # stream position (16 kHz samples inferred)
+        self._scorer = _DeferredScorer(self)
+        self._score_tasks: set[asyncio.Task[None]] = set()
+        self._turn_off = not (options.turn and state.config.enable_turn)
         self.slot: StreamSlot | None = None
 
     # ---------------------------------------------------------------- outbound
@@ -151,6 +188,7 @@ class RealtimeSession:
 
     # ---------------------------------------------------------------- core callbacks
     def _on_result(self, probs: Float32Array, windows: Float32Array) -> None:
+        self._samples += len(probs) * self.core.window_size
         for ev in self.segmenter.process(probs):
             if isinstance(ev, SpeechStart):
                 payload: dict[str, Any] = {"event": "speech_start"}
@@ -164,6 +202,79 @@ class RealtimeSession:
                     )
             else:
                 continue
+            self.metrics.events.inc(event=payload["event"])
+            self._send(payload)
+        if self._engine is not None:
+            self._turn_events(self._engine.push_probabilities(probs))
+
+    # ---------------------------------------------------------------- turn detection
+    def _turn_engine(self) -> TurnEngine | None:
+        """The session's engine, created at the first transcript (None: turn detection off
+        or unavailable, which the client was told once)."""
+        if self._engine is None and not self._turn_off:
+            if not self.state.turn.warm():
+                self._turn_off = True
+                self.error(
+                    "turn_unavailable",
+                    "end-of-turn detection is not available on this server; "
+                    "speech_start / speech_end go on",
+                )
+                return None
+            model = self.state.turn.model
+            self._scorer.supports_pending_words = (
+                getattr(model, "supports_pending_words", False) is True
+            )
+            self._engine = TurnEngine(
+                self.options.turn_options(), scorer=self._scorer, sample_rate=16000
+            )
+            self._engine_offset = self._samples
+        return self._engine
+
+    def score_later(self, key: _ScoreKey) -> None:
+        """Predict for ``key`` off the loop; poll the engine once the answer is in."""
+        task = asyncio.get_running_loop().create_task(self._score(key))
+        self._score_tasks.add(task)
+        task.add_done_callback(self._score_tasks.discard)
+
+    async def _score(self, key: _ScoreKey) -> None:
+        turns, pending = key
+        try:
+            p, dt = await self.state.turn.predict(turns, words_pending=pending, owner=self)
+        except CaesuraError as exc:  # ModelError, TurnUnavailableError: ScorerFailed
+            self._scorer.answer(key, exc)
+        else:
+            self.metrics.eot_predictions.inc()
+            self.metrics.eot_seconds.observe(dt)
+            self._scorer.answer(key, p)
+        if self._engine is not None and not self._closing:
+            self._turn_events(self._engine.poll())
+
+    def _turn_events(self, events: list[TurnEvent]) -> None:
+        for ev in events:
+            payload: dict[str, Any]
+            if isinstance(ev, EndOfTurn):
+                payload = {
+                    "event": "end_of_turn",
+                    "end_of_turn": True,
+                    "probability": _rounded(ev.probability),
+                    "words_probability": _rounded(ev.words_probability),
+                    "reason": ev.reason,
+                    "delay_ms": round(ev.delay_ms),
+                }
+            elif isinstance(ev, TurnReopened):
+                payload = {"event": "turn_reopened", "pause_ms": round(ev.pause_ms)}
+            elif isinstance(ev, ScorerFailed):
+                code = (
+                    "turn_unavailable"
+                    if isinstance(ev.error, TurnUnavailableError)
+                    else "turn_failed"
+                )
+                self.error(code, f"end-of-turn prediction failed: {ev.error}")
+                continue
+            else:  # speech events come from the session's own segmenter
+                continue
+            if self.options.include_samples:
+                payload["sample"] = ev.sample + self._engine_offset
             self.metrics.events.inc(event=payload["event"])
             self._send(payload)
 
@@ -218,8 +329,11 @@ class RealtimeSession:
         self.core.reset(self.slot)
         self._buf.clear()
         self.segmenter.reset()
-        self._dialogue = _Dialogue()
-        self._eot_wanted = False
+        self._samples = 0
+        self._scorer.clear()
+        if self._engine is not None:
+            self._engine.reset()
+            self._engine_offset = 0
 
     def _on_text(self, text: str) -> None:
         self.state.hot.text_messages += 1
@@ -258,7 +372,16 @@ class RealtimeSession:
             if not isinstance(agent_text, str):
                 self.error("invalid_message", "'agent' message needs a string 'text'")
                 return
-            self._dialogue.add_agent(agent_text)
+            if len(agent_text) > MAX_TEXT_CHARS:
+                self.error(
+                    "invalid_message",
+                    f"agent text of {len(agent_text)} characters exceeds {MAX_TEXT_CHARS}",
+                )
+                return
+            engine = self._turn_engine()
+            if engine is not None:
+                engine.response_committed()  # the user's turn was answered
+                engine.add_agent_message(agent_text)
         else:
             self.error(
                 "invalid_message",
@@ -279,45 +402,13 @@ class RealtimeSession:
                 "invalid_message", f"transcript of {len(text)} characters exceeds {MAX_TEXT_CHARS}"
             )
             return
-        if not final:
-            self._dialogue.partial = text
+        language = msg.get("language")
+        if language is not None and not isinstance(language, str):
+            self.error("invalid_message", "'language' must be a string such as \"en\"")
             return
-        self._dialogue.partial = ""
-        self._dialogue.add_user(text)
-        if not self.options.turn or not self.state.config.enable_turn:
-            return
-        if not self._dialogue.turns or not self._dialogue.user_open:
-            return
-        self._eot_wanted = True
-        if self._eot_task is None or self._eot_task.done():
-            self._eot_task = asyncio.create_task(self._eot_loop())
-
-    async def _eot_loop(self) -> None:
-        """Predict for the latest dialogue; transcripts arriving meanwhile coalesce."""
-        while self._eot_wanted and not self._closing:
-            self._eot_wanted = False
-            turns = list(self._dialogue.turns)
-            try:
-                p, dt = await self.state.turn.predict(turns, owner=self)
-            except TurnUnavailableError as exc:
-                self.error("turn_unavailable", str(exc))
-                return
-            except CaesuraError as exc:
-                self.error("turn_failed", str(exc))
-                return
-            self.metrics.eot_predictions.inc()
-            self.metrics.eot_seconds.observe(dt)
-            if self._eot_wanted:
-                continue  # a newer transcript arrived; only report the latest
-            p = min(1.0, max(0.0, p))
-            self.metrics.events.inc(event="end_of_turn")
-            self._send(
-                {
-                    "event": "end_of_turn",
-                    "probability": round(p, 6),
-                    "end_of_turn": p >= self.options.eot_threshold,
-                }
-            )
+        engine = self._turn_engine()
+        if engine is not None:
+            self._turn_events(engine.push_transcript(text, final=final, language=language))
 
     # ---------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -354,11 +445,14 @@ class RealtimeSession:
             self.error("invalid_option", str(exc))
         finally:
             self.core.close(self.slot)  # also drops the core's references to this session
-            if self._eot_task is not None:
-                self._eot_task.cancel()
-                # the cancelled task's traceback holds _eot_loop's frame, i.e. this session
-                self._eot_task = None
+            for task in list(self._score_tasks):
+                task.cancel()  # a cancelled task's traceback would hold this session
+            self._score_tasks.clear()
             self._out.put_nowait(None)
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(writer, timeout=2.0)
             writer.cancel()
+
+
+def _rounded(p: float | None) -> float | None:
+    return None if p is None else round(p, 6)

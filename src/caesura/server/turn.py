@@ -117,6 +117,11 @@ class TurnPredictor:
     def available(self) -> bool:
         return self._model is not None
 
+    @property
+    def model(self) -> Any:
+        """The loaded model (``None`` before :meth:`warm` or the first prediction)."""
+        return self._model
+
     def _predict_sync(
         self, turns: Sequence[tuple[str, str]], words_pending: bool = False, owner: Any = None
     ) -> tuple[float, float]:

@@ -7,7 +7,14 @@ P(end | words) with the silence elapsed.
 
 from __future__ import annotations
 
-from caesura.turn.engine import EndOfTurnScorer, SupportsPredict, TurnEngine, TurnPhase
+from caesura.turn.engine import (
+    EndOfTurnScorer,
+    ScorePending,
+    SupportsPredict,
+    SupportsStream,
+    TurnEngine,
+    TurnPhase,
+)
 from caesura.turn.events import (
     Backchannel,
     EndOfTurn,
@@ -20,6 +27,7 @@ from caesura.turn.events import (
     SpeechStopped,
     TurnEvent,
     TurnReopened,
+    WordsScored,
 )
 from caesura.turn.fusion import PauseSurvival, end_posterior
 from caesura.turn.lexical import is_backchannel, lexical_end_probability
@@ -34,15 +42,18 @@ __all__ = [
     "Interruption",
     "PauseSurvival",
     "ProgressiveAudio",
+    "ScorePending",
     "ScorerFailed",
     "SpeechStarted",
     "SpeechStopped",
     "SupportsPredict",
+    "SupportsStream",
     "TurnEngine",
     "TurnEvent",
     "TurnOptions",
     "TurnPhase",
     "TurnReopened",
+    "WordsScored",
     "end_posterior",
     "is_backchannel",
     "lexical_end_probability",

@@ -42,7 +42,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from caesura.eot.model import EndOfTurnModel
 from caesura.errors import InvalidAudioError, InvalidOptionError, ModelError
 from caesura.turn.events import (
     Backchannel,
@@ -56,6 +55,7 @@ from caesura.turn.events import (
     SpeechStopped,
     TurnEvent,
     TurnReopened,
+    WordsScored,
 )
 from caesura.turn.fusion import PauseSurvival, end_posterior
 from caesura.turn.lexical import is_backchannel, normalise_words
@@ -63,7 +63,14 @@ from caesura.turn.options import STITCH_MIN_FRAGMENT_MS, TurnOptions
 from caesura.vad.model import SileroVAD, VADStream
 from caesura.vad.segmenter import Segmenter, SpeechEnd, SpeechStart, VADWindow, window_size_for
 
-__all__ = ["EndOfTurnScorer", "SupportsPredict", "TurnEngine", "TurnPhase"]
+__all__ = [
+    "EndOfTurnScorer",
+    "ScorePending",
+    "SupportsPredict",
+    "SupportsStream",
+    "TurnEngine",
+    "TurnPhase",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,24 @@ class SupportsPredict(Protocol):
     ``supports_language(language) -> bool`` is used too when it has one."""
 
     def predict(self, turns: Sequence[ChatTurn], /) -> float: ...
+
+
+@runtime_checkable
+class SupportsStream(Protocol):
+    """A model that opens a scorer per conversation: ``stream()`` returns an object with
+    ``predict(turns)`` that keeps what it computed for the words it has seen, so each call
+    computes only the words that are new (``caesura.eot.EndOfTurnModel`` is one). The engine
+    opens one stream and scores through it."""
+
+    def stream(self) -> SupportsPredict: ...
+
+
+class ScorePending(Exception):  # noqa: N818 -- a signal, not an error
+    """Raised by a scorer whose answer is being computed elsewhere (an async host scoring
+    off its event loop): the engine treats the words as not yet scored -- no decision on
+    them, no silence-only fallback either -- and asks again at its next decision; the turn
+    still ends at ``max_delay_ms`` at the latest. The host calls :meth:`TurnEngine.poll`
+    once the answer is in."""
 
 
 class TurnPhase(str, Enum):
@@ -140,9 +165,9 @@ class TurnEngine:
     Args:
         options: :class:`~caesura.turn.TurnOptions` (defaults when ``None``).
         scorer: P(end | words): a callable ``scorer(turns) -> float`` or an object with
-            ``predict(turns)`` (e.g. ``caesura.eot.EndOfTurnModel.load()``, which the
-            engine scores through its own :meth:`~caesura.eot.EndOfTurnModel.stream`: each
-            call computes only the words that are new); ``None`` for
+            ``predict(turns)``; a model with ``stream()`` (:class:`SupportsStream`, e.g.
+            ``caesura.eot.EndOfTurnModel.load()``) is scored through its own stream: each
+            call computes only the words that are new; ``None`` for
             silence-only endpointing (``fallback_delay_ms``). If it raises (any
             ``Exception``) or returns something other than a number in [0, 1], the engine
             logs it, emits :class:`~caesura.turn.events.ScorerFailed` once for those words
@@ -353,6 +378,13 @@ class TurnEngine:
             return []
         audio = np.zeros(n * self.window_size, dtype=np.float32) if self._audio_mode else None
         return self._windows(np.zeros(n), audio)
+
+    def poll(self) -> list[TurnEvent]:
+        """Decide again now, without moving the clock: for a host whose scorer raised
+        :class:`ScorePending`, once the answer has arrived."""
+        events: list[TurnEvent] = []
+        self._tick(events)
+        return events
 
     def advance_ms(self, ms: float) -> list[TurnEvent]:
         """:meth:`advance` by ``ms`` milliseconds of silence."""
@@ -907,7 +939,9 @@ class TurnEngine:
         no scorer, no words, an unsupported language, or no transcript update since the user
         last started speaking (the words would be stale: the recogniser has not caught up);
         or when the scorer failed on these words (``failed``: reported once as
-        :class:`ScorerFailed`, not retried before the next transcript update)."""
+        :class:`ScorerFailed`, not retried before the next transcript update) or has not
+        answered yet (``failed`` too: it raised :class:`ScorePending`; asked again next
+        time)."""
         if self._predict is None or not self._words_fresh:
             return None, False
         text = self.transcript
@@ -957,6 +991,8 @@ class TurnEngine:
         t0 = time.perf_counter()
         try:
             value = _probability(predict(turns))
+        except ScorePending:
+            return None, True  # being computed: no decision on these words yet, no fallback
         except Exception as exc:  # a model failure is reported, never taken for an answer
             self._failed_key = failed_key
             self._score_key = None
@@ -981,6 +1017,17 @@ class TurnEngine:
             return None, True
         self._score_ms = (time.perf_counter() - t0) * 1000.0
         self._score_key, self._score_value, self._score_pending = key, value, pending
+        events.append(
+            WordsScored(
+                self._now,
+                self.sample_rate,
+                turn_id=self._turn_id,
+                transcript=text,
+                probability=value,
+                inference_ms=self._score_ms,
+                words_pending=pending,
+            )
+        )
         return value, False
 
     def _tick(self, events: list[TurnEvent]) -> None:
@@ -1084,7 +1131,7 @@ def _scorer_functions(
     the last is ``None`` unless the scorer says ``supports_pending_words``."""
     if scorer is None:
         return None, None, None
-    if isinstance(scorer, EndOfTurnModel):
+    if isinstance(scorer, SupportsStream) and not isinstance(scorer, type):
         # one conversation per engine: its own stream computes only the words that are new
         scorer = scorer.stream()
     supports = getattr(scorer, "supports_language", None)

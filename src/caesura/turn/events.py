@@ -24,6 +24,7 @@ __all__ = [
     "SpeechStopped",
     "TurnEvent",
     "TurnReopened",
+    "WordsScored",
 ]
 
 Float32Array = npt.NDArray[np.float32]
@@ -205,6 +206,22 @@ class ScorerFailed(_Event):
     kind: Literal["scorer_failed"] = field(default="scorer_failed", init=False)
 
 
+@dataclass(frozen=True, eq=False)
+class WordsScored(_Event):
+    """The end-of-turn scorer ran on the turn's words (one event per inference, not for the
+    engine's cached answers): ``probability`` is P(end | words) before fusion with the
+    silence, ``inference_ms`` the wall time of the call, ``words_pending`` whether it was
+    asked with the last word(s) still coming. For hosts' metrics (Pipecat's
+    ``TurnMetricsData``, the server's histograms)."""
+
+    turn_id: int
+    transcript: str
+    probability: float
+    inference_ms: float
+    words_pending: bool = False
+    kind: Literal["words_scored"] = field(default="words_scored", init=False)
+
+
 TurnEvent = (
     SpeechStarted
     | SpeechStopped
@@ -215,4 +232,5 @@ TurnEvent = (
     | Backchannel
     | ProgressiveAudio
     | ScorerFailed
+    | WordsScored
 )

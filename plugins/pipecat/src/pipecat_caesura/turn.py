@@ -8,12 +8,17 @@
   transcript updates; ``BotStarted/StoppedSpeakingFrame`` the agent's state;
   ``LLMContextAssistantTurnFrame`` the agent's words in the history the model sees;
 * event mapping -- the engine's ``EndOfTurn`` becomes ``trigger_user_turn_stopped()``, each
-  end-of-turn model inference a ``MetricsFrame`` with ``TurnMetricsData``;
+  ``WordsScored`` (one model inference) a ``MetricsFrame`` with ``TurnMetricsData``, each
+  ``ScorerFailed`` a non-fatal ``ErrorFrame`` upstream (the turn then ends at ``max_delay``);
 * async boundary -- every engine call (Silero windows, model inference) runs on one worker
   thread per strategy, off the event loop, in frame order; when audio stops arriving (a muted
   microphone, or a pipeline that carries only VAD and transcription frames) a clock task
-  from ``self.task_manager`` lets wall time pass on the engine's sample clock, with Pipecat's
-  VAD state as the speech signal.
+  from ``self.task_manager`` lets wall time pass on the engine's sample clock
+  (:meth:`~caesura.turn.TurnEngine.advance`), and Pipecat's VAD frames become the engine's
+  external speech start / end (:meth:`~caesura.turn.TurnEngine.push_speech_start`).
+
+The model is the process-wide ``EndOfTurnModel.load()``; the engine scores it through its
+own ``stream()`` (only the words that are new are computed at each decision).
 
 All decisions (thresholds, delays, fusion of the model's probability with the silence elapsed,
 interim transcripts holding the decision) are the engine's. The adapter adds only Pipecat's
@@ -27,7 +32,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -59,11 +64,13 @@ from caesura.errors import InvalidOptionError, ModelError
 from caesura.turn import (
     Backchannel,
     EndOfTurn,
+    ScorerFailed,
     SpeechStarted,
     TurnEngine,
     TurnEvent,
     TurnOptions,
     TurnPhase,
+    WordsScored,
 )
 from caesura.vad import SileroVAD, VADStream
 from pipecat_caesura.vad import SharedVADBatcher
@@ -73,13 +80,13 @@ __all__ = ["CaesuraTurnStopStrategy", "TurnDecision"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-ChatTurn = Mapping[str, str]
-_Drained = tuple[list["TurnDecision"], list[BaseException]]
 
 #: How often the clock task looks at the audio stream (seconds).
 _CLOCK_TICK_S = 0.05
-#: Audio is considered stopped when no frame arrived for this long (seconds).
-_AUDIO_GAP_S = 0.15
+#: Audio is considered stopped when no frame arrived for this long (seconds): longer than
+#: a transport's jitter, so that wall time is never counted twice (by the clock and by the
+#: audio that was only late).
+_AUDIO_GAP_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -89,53 +96,6 @@ class TurnDecision:
     probability: float
     inference_ms: float
     text: str
-
-
-class _TimedScorer:
-    """Wraps the scorer so that every inference is recorded (runs on the worker thread).
-
-    A failing inference is handled here rather than left to the engine (which would report it
-    as ``ScorerFailed`` and likewise end the turn at ``max_delay``): it is logged once per
-    text, reported to the pipeline as a non-fatal ``ErrorFrame``, and scored 0.0 -- "no
-    evidence the turn is over" -- so that the turn ends at ``max_delay`` at the latest and
-    the user is never cut off.
-    """
-
-    def __init__(self, predict: Callable[[Sequence[ChatTurn]], float]) -> None:
-        self._predict = predict
-        self.records: list[TurnDecision] = []
-        self.failures: list[BaseException] = []
-        self._failed_text: str | None = None
-
-    def __call__(self, turns: Sequence[ChatTurn], *, words_pending: bool = False) -> float:
-        text = turns[-1].get("content", "") if turns else ""
-        t0 = time.perf_counter()
-        try:
-            if words_pending:
-                p = float(self._predict(turns, words_pending=True))  # type: ignore[call-arg]
-            else:
-                p = float(self._predict(turns))
-            if not 0.0 <= p <= 1.0:
-                raise ModelError(f"end-of-turn scorer returned {p!r}, outside [0, 1]")
-        except Exception as exc:
-            if text != self._failed_text:
-                self._failed_text = text
-                logger.error(
-                    "end-of-turn inference failed for %r; the turn ends at max_delay: %s",
-                    text,
-                    exc,
-                    exc_info=exc,
-                )
-                self.failures.append(exc)
-            return 0.0
-        ms = (time.perf_counter() - t0) * 1000.0
-        self.records.append(TurnDecision(probability=p, inference_ms=ms, text=text))
-        return p
-
-    def drain(self) -> tuple[list[TurnDecision], list[BaseException]]:
-        out, self.records = self.records, []
-        errors, self.failures = self.failures, []
-        return out, errors
 
 
 def _load_default_model() -> Any:
@@ -214,17 +174,11 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             )
         self._options = _merge_options(options or TurnOptions(), threshold, min_delay, max_delay)
         model = scorer if scorer is not None else _load_default_model()
-        predict = getattr(model, "predict", None)
-        if not callable(predict):
-            if not callable(model):
-                raise InvalidOptionError(
-                    "scorer must be an object with predict(turns) or a callable turns -> float"
-                )
-            predict = model
+        if not (callable(model) or callable(getattr(model, "predict", None))):
+            raise InvalidOptionError(
+                "scorer must be an object with predict(turns) or a callable turns -> float"
+            )
         self._model = model
-        self._scorer = _TimedScorer(predict)
-        # the engine sees the timed scorer, and the model's supports_language when it has one
-        self._scorer_for_engine: Any = _ScorerAdapter(self._scorer, model)
         self._vad = vad if vad is not None else SileroVAD.load()
         self._batcher = SharedVADBatcher.for_model(self._vad)
         self._wait_for_transcript = bool(wait_for_transcript)
@@ -246,7 +200,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
         self._clock_task: asyncio.Task[None] | None = None
         self._last_decision: TurnDecision | None = None
         self._last_end_of_turn: EndOfTurn | None = None
-        self._turn_active = False
+        self._external_speech = False  # speech started by Pipecat's VAD while no audio flows
 
     # ================================================================== properties
     @property
@@ -332,35 +286,40 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
         if self._engine is None or self._stream is None or input_rate != self._input_rate:
             model_rate = self._vad.model_rate_for(input_rate)
             if self._engine is None or self._engine.sample_rate != model_rate:
-                self._engine = TurnEngine(
-                    self._options, scorer=self._scorer_for_engine, sample_rate=model_rate
-                )
+                self._engine = TurnEngine(self._options, scorer=self._model, sample_rate=model_rate)
             self._stream = self._vad.stream(input_rate)
             self._input_rate = input_rate
         return self._engine
 
     def _sync(
         self, fn: Callable[[TurnEngine], list[TurnEvent]]
-    ) -> tuple[list[TurnEvent], _Drained, TurnPhase, int]:
+    ) -> tuple[list[TurnEvent], TurnPhase, int]:
         with self._engine_lock:
             engine = self._ensure_engine(self._input_rate or 16000)
             events = fn(engine)
-            return events, self._scorer.drain(), engine.phase, engine.sample
+            return events, engine.phase, engine.sample
 
     def _sync_audio(
         self, audio: npt.NDArray[np.float32], rate: int
-    ) -> tuple[list[TurnEvent], _Drained, TurnPhase, int]:
+    ) -> tuple[list[TurnEvent], TurnPhase, int]:
         with self._engine_lock:
             engine = self._ensure_engine(rate)
             assert self._stream is not None
+            events: list[TurnEvent] = []
+            if self._external_speech:
+                # audio is back: the speech Pipecat's VAD reported ends here, the engine's
+                # own VAD takes over
+                self._external_speech = False
+                events += engine.push_speech_end()
             probs = self._batcher.score(self._stream, audio)
-            events = engine.push_probabilities(probs) if probs.size else []
-            return events, self._scorer.drain(), engine.phase, engine.sample
+            if probs.size:
+                events += engine.push_probabilities(probs)
+            return events, engine.phase, engine.sample
 
     async def _run(self, fn: Callable[[TurnEngine], list[TurnEvent]]) -> None:
-        events, drained, phase, _ = await self._call(self._sync, fn)
+        events, phase, _ = await self._call(self._sync, fn)
         self._phase = phase
-        await self._handle(events, drained)
+        await self._handle(events)
 
     # ================================================================== Pipecat hooks
     async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
@@ -381,18 +340,17 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             self._worker.shutdown(wait=False)
             self._worker = None
         self._pending = None
+        self._last_audio = 0.0
 
     async def handle_user_turn_started(self) -> None:
         """Pipecat opened a user turn. A decision the engine already made stays pending: it
         is dropped when the engine hears new speech, and fires once Pipecat's VAD is quiet."""
         await super().handle_user_turn_started()  # type: ignore[no-untyped-call]
-        self._turn_active = True
 
     async def handle_user_turn_stopped(self) -> None:
         """The turn ended (by us, another strategy or Pipecat's stop timeout): close the
         engine's turn too, so that it cannot fire late for it, and commit the response."""
         await super().handle_user_turn_stopped()  # type: ignore[no-untyped-call]
-        self._turn_active = False
         self._pending = None
         self._has_final_text = False
         if self._engine is not None:
@@ -405,8 +363,8 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
                 return
             if engine.phase in (TurnPhase.SPEAKING, TurnPhase.PAUSED):
                 engine.flush()
+            self._external_speech = False
             engine.response_committed()
-            self._scorer.drain()
             self._phase = engine.phase
 
     async def process_frame(self, frame: Frame) -> ProcessFrameResult:
@@ -426,9 +384,13 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             self._vad_user_speaking = True
             self._ensure_clock()
+            if not self._audio_seen:
+                await self._external_start()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._vad_user_speaking = False
             self._ensure_clock()
+            if self._external_speech:
+                await self._external_end(float(getattr(frame, "stop_secs", 0.0) or 0.0))
             await self._maybe_trigger()
         elif isinstance(frame, BotStartedSpeakingFrame):
             await self._run(lambda e: e.set_agent_speaking(True))
@@ -448,18 +410,57 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
 
     # ================================================================== audio and clock
     async def _handle_audio(self, frame: InputAudioRawFrame) -> None:
+        # the frame's arrival, not the end of its processing (which a busy worker delays)
+        self._last_audio = time.monotonic()
         audio = pcm16_bytes_to_float32(frame.audio)
         if frame.num_channels > 1:
             audio = audio.reshape(-1, frame.num_channels).mean(axis=1).astype(np.float32)
-        events, drained, phase, sample = await self._call(
-            self._sync_audio, audio, int(frame.sample_rate)
-        )
-        now = time.monotonic()
-        self._last_audio = now
-        self._anchor = (now, sample)
+        events, phase, sample = await self._call(self._sync_audio, audio, int(frame.sample_rate))
+        self._anchor = (time.monotonic(), sample)
         self._phase = phase
-        await self._handle(events, drained)
+        await self._handle(events)
         self._ensure_clock()
+
+    @property
+    def _audio_seen(self) -> bool:
+        """Whether audio reached the engine in this run (else Pipecat's VAD frames are
+        the engine's speech signal: a pipeline that carries no audio to the aggregator)."""
+        return self._last_audio > 0.0
+
+    def _clock_target(self) -> int | None:
+        """The engine sample that wall time has reached since the last audio (or None)."""
+        if self._engine is None or self._anchor is None:
+            return None
+        t0, s0 = self._anchor
+        return s0 + int((time.monotonic() - t0) * self._engine.sample_rate)
+
+    async def _external_start(self) -> None:
+        """Pipecat's VAD heard speech while no audio reaches the engine: the engine's
+        external speech start (its speech confirmation was Pipecat's)."""
+        target = self._clock_target()
+
+        def start(e: TurnEngine, t: int | None = target) -> list[TurnEvent]:
+            events = e.advance(t) if t is not None else []
+            if e.phase is not TurnPhase.SPEAKING:
+                self._external_speech = True
+                events += e.push_speech_start()
+            return events
+
+        await self._run(start)
+
+    async def _external_end(self, stop_secs: float) -> None:
+        """Pipecat's VAD decided the speech ended ``stop_secs`` ago (its hangover)."""
+        target = self._clock_target()
+
+        def end(e: TurnEngine, t: int | None = target) -> list[TurnEvent]:
+            events = e.advance(t) if t is not None else []
+            if not self._external_speech:
+                return events
+            self._external_speech = False
+            at = max(0, e.sample - int(stop_secs * e.sample_rate))
+            return events + e.push_speech_end(at)
+
+        await self._run(end)
 
     def _ensure_clock(self) -> None:
         if self._clock_task is None and self._task_manager is not None:
@@ -473,8 +474,8 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             await self.task_manager.cancel_task(task)
 
     async def _clock_loop(self) -> None:
-        """While no audio arrives, let wall time pass on the engine's clock: windows at
-        probability 1 while Pipecat's VAD says the user speaks, 0 otherwise."""
+        """While no audio arrives, let wall time pass on the engine's clock (as silence: the
+        speech Pipecat's VAD reports reaches the engine as its external start / end)."""
         try:
             while True:
                 await asyncio.sleep(_CLOCK_TICK_S)
@@ -491,13 +492,19 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
                 if self._anchor is None:
                     self._anchor = (now, self._engine.sample)
                     continue
-                t0, s0 = self._anchor
-                rate = self._engine.sample_rate
-                target = s0 + int((now - t0) * rate)
-                speaking = self._vad_user_speaking
+                if (
+                    not self._audio_seen
+                    and self._vad_user_speaking
+                    and self._phase is not TurnPhase.SPEAKING
+                ):
+                    await self._external_start()
+                    continue
+                target = self._clock_target()
+                if target is None:
+                    continue
 
-                def step(e: TurnEngine, t: int = target, s: bool = speaking) -> list[TurnEvent]:
-                    return _advance(e, t, s)
+                def step(e: TurnEngine, t: int = target) -> list[TurnEvent]:
+                    return e.advance(t)
 
                 await self._run(step)
                 await self._maybe_trigger()
@@ -505,33 +512,36 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             raise
 
     # ================================================================== events
-    async def _handle(self, events: list[TurnEvent], drained: _Drained) -> None:
-        decisions, errors = drained
-        for exc in errors:
-            await self.push_frame(
-                ErrorFrame(
-                    error=f"{self}: end-of-turn inference failed: {exc}",
-                    exception=exc if isinstance(exc, Exception) else None,
-                ),
-                FrameDirection.UPSTREAM,
-            )
-        for d in decisions:
-            self._last_decision = d
-            await self.push_frame(
-                MetricsFrame(
-                    data=[
-                        TurnMetricsData(
-                            processor=self.name,
-                            model=self._model_name,
-                            is_complete=d.probability >= self._options.end_threshold,
-                            probability=d.probability,
-                            e2e_processing_time_ms=d.inference_ms,
-                        )
-                    ]
-                )
-            )
+    async def _handle(self, events: list[TurnEvent]) -> None:
         for ev in events:
-            if isinstance(ev, SpeechStarted):
+            if isinstance(ev, ScorerFailed):
+                # the engine logged it and lets this turn end at max_delay; the pipeline
+                # hears of it once, as a non-fatal error
+                exc = ev.error
+                await self.push_frame(
+                    ErrorFrame(
+                        error=f"{self}: end-of-turn inference failed: {exc}",
+                        exception=exc if isinstance(exc, Exception) else None,
+                    ),
+                    FrameDirection.UPSTREAM,
+                )
+            elif isinstance(ev, WordsScored):
+                d = TurnDecision(ev.probability, ev.inference_ms, ev.transcript)
+                self._last_decision = d
+                await self.push_frame(
+                    MetricsFrame(
+                        data=[
+                            TurnMetricsData(
+                                processor=self.name,
+                                model=self._model_name,
+                                is_complete=d.probability >= self._options.end_threshold,
+                                probability=d.probability,
+                                e2e_processing_time_ms=d.inference_ms,
+                            )
+                        ]
+                    )
+                )
+            elif isinstance(ev, SpeechStarted):
                 self._pending = None  # the user went on: that decision is stale
             elif isinstance(ev, EndOfTurn):
                 logger.debug(
@@ -556,38 +566,18 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
 
     async def _maybe_trigger(self) -> None:
         """End the turn for the engine's decision unless Pipecat's VAD says the user is
-        speaking, the engine hears speech, or (``wait_for_transcript``) no transcript exists."""
+        speaking, the engine hears speech, or (``wait_for_transcript``) no transcript exists.
+        Like Pipecat's own stop strategies, this does not wait for the controller to have
+        called :meth:`handle_user_turn_started` (words without a VAD onset end too)."""
         ev = self._pending
-        if ev is None or not self._turn_active:
-            return  # no decision, or Pipecat has no open turn yet (it fires when one opens)
+        if ev is None:
+            return
         if self._vad_user_speaking or self._phase is TurnPhase.SPEAKING:
             return
         if self._wait_for_transcript and not (ev.transcript.strip() or self._has_final_text):
             return
         self._pending = None
         await self.trigger_user_turn_stopped()
-
-
-class _ScorerAdapter:
-    """What the engine calls: the timed predict, plus the model's ``supports_language`` and
-    ``supports_pending_words``."""
-
-    def __init__(self, timed: _TimedScorer, model: Any) -> None:
-        self._timed = timed
-        supports = getattr(model, "supports_language", None)
-        if callable(supports):
-            self.supports_language = supports
-        self.supports_pending_words = getattr(model, "supports_pending_words", False) is True
-
-    def predict(self, turns: Sequence[ChatTurn], words_pending: bool = False) -> float:
-        return self._timed(turns, words_pending=words_pending)
-
-
-def _advance(engine: TurnEngine, target: int, speaking: bool) -> list[TurnEvent]:
-    n = (target - engine.sample) // engine.window_size
-    if n <= 0:
-        return []
-    return engine.push_probabilities(np.full(n, 1.0 if speaking else 0.0))
 
 
 def _merge_options(
