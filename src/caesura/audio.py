@@ -16,6 +16,7 @@ subclass that names the problem. Nothing is silently coerced into silence.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
@@ -461,7 +462,20 @@ def _samples_from_bytes(raw: bytes, tag: int, width: int) -> Float32Array:
 # --------------------------------------------------------------------------------------------
 
 
-def read_audio(path: str | os.PathLike[str]) -> tuple[Float32Array, int]:
+class _NamedBytes(io.BytesIO):
+    """In-memory file bytes that soundfile's error messages name like the file itself."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return repr(self.name)
+
+
+def read_audio(
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview | None = None
+) -> tuple[Float32Array, int]:
     """Read an audio file to ``(float32 mono, sample_rate)``; channels are averaged.
 
     WAV files (recognised by their RIFF header, whatever the extension) go through
@@ -470,18 +484,29 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[Float32Array, int]:
     ``.wav`` without a RIFF header that soundfile cannot read either (or without soundfile) is
     "not a WAV file". A file that cannot be decoded raises :class:`AudioDecodeError` naming the
     path; a missing file raises :class:`FileNotFoundError`.
+
+    ``data``: the file's bytes when they are already in memory (read from object storage, a
+    Ray Dataset's ``bytes`` column); ``path`` then only names the file (errors, extension) and
+    is not opened. The result and the errors are the same as reading the file at ``path``.
     """
     p = os.fspath(path)
     wav_name = os.path.splitext(p)[1].lower() in (".wav", ".wave")
-    with open(p, "rb") as fh:
-        head = fh.read(12)
+    blob: bytes | None = None
+    if data is None:
+        with open(p, "rb") as fh:
+            head = fh.read(12)
+            if head[:4] in (b"RIFF", b"RIFX", b"RF64") or (len(head) < 12 and wav_name):
+                blob = head + fh.read()
+    else:
+        head = bytes(data[:12])
         if head[:4] in (b"RIFF", b"RIFX", b"RF64") or (len(head) < 12 and wav_name):
-            blob = head + fh.read()
-            try:
-                frames, rate = decode_wav(blob)
-            except AudioDecodeError as exc:
-                raise AudioDecodeError(f"{p}: {exc}") from exc
-            return to_mono(frames), rate
+            blob = bytes(data)
+    if blob is not None:
+        try:
+            frames, rate = decode_wav(blob)
+        except AudioDecodeError as exc:
+            raise AudioDecodeError(f"{p}: {exc}") from exc
+        return to_mono(frames), rate
     if not head:
         raise AudioDecodeError(f"{p}: the file is empty (0 bytes)")
     # a .wav without a RIFF header: another format soundfile may know (NIST SPHERE), or junk
@@ -494,8 +519,9 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[Float32Array, int]:
         if wav_name:
             raise not_wav from exc
         raise MissingDependencyError("soundfile", "files", "reading non-WAV audio files") from exc
+    source: Any = p if data is None else _NamedBytes(bytes(data), p)
     try:
-        frames_sf, rate = soundfile.read(p, dtype="float32", always_2d=True)
+        frames_sf, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / ValueError
         if wav_name:
             raise not_wav from exc

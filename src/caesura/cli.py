@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from caesura._version import __version__
 from caesura.audio import AUDIO_SUFFIXES, read_audio
@@ -44,10 +44,12 @@ __all__ = [
     "COMMANDS",
     "Command",
     "DefaultsHelpFormatter",
+    "SegmentOptions",
     "add_vad_options",
     "configure",
     "main",
     "run",
+    "segment_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,6 +224,70 @@ def add_vad_options(
         )
 
 
+_TS = TimestampOptions()
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """The VAD options of ``caesura segment``, one field per flag (defaults: silero-vad's
+    ``get_speech_timestamps``, as the flags' defaults).
+
+    ``neg_threshold`` ``None`` derives the exit threshold from ``threshold``; ``compat``
+    ``"silero"`` is ``--compat silero``. Invalid values raise
+    :class:`~caesura.errors.InvalidOptionError` (the CLI exits 2). :meth:`timestamp_options`
+    gives :func:`~caesura.vad.offline.speech_timestamps`' keywords, which ``caesura segment``'s
+    JSON lists as its ``options``.
+    """
+
+    threshold: float = _TS.threshold
+    neg_threshold: float | None = None
+    min_speech_ms: float = _TS.min_speech_duration_ms
+    min_silence_ms: float = _TS.min_silence_duration_ms
+    speech_pad_ms: float = _TS.speech_pad_ms
+    max_speech_s: float = _TS.max_speech_duration_s
+    compat: Literal["silero"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.compat not in (None, "silero"):
+            raise InvalidOptionError(f"compat must be None or 'silero', got {self.compat!r}")
+        TimestampOptions.from_kwargs(**self.timestamp_options())
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SegmentOptions:
+        """The options of a parsed ``caesura segment`` command line."""
+        return cls(
+            threshold=args.threshold,
+            neg_threshold=args.neg_threshold,
+            min_speech_ms=args.min_speech_ms,
+            min_silence_ms=args.min_silence_ms,
+            speech_pad_ms=args.speech_pad_ms,
+            max_speech_s=args.max_speech_s,
+            compat=args.compat,
+        )
+
+    def timestamp_options(self) -> dict[str, Any]:
+        """:func:`~caesura.vad.offline.speech_timestamps`' keyword options (``neg_threshold``
+        only when set)."""
+        options: dict[str, Any] = {
+            "threshold": self.threshold,
+            "min_speech_duration_ms": self.min_speech_ms,
+            "min_silence_duration_ms": self.min_silence_ms,
+            "speech_pad_ms": self.speech_pad_ms,
+            "max_speech_duration_s": self.max_speech_s,
+        }
+        if self.neg_threshold is not None:
+            options["neg_threshold"] = self.neg_threshold
+        return options
+
+    def json_options(self) -> dict[str, Any]:
+        """The ``options`` object of ``caesura segment``'s JSON (no limit is ``null``)."""
+        return _json_options(self.timestamp_options())
+
+
+def _json_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in options.items()}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``caesura segment`` (defaults: silero-vad's ``get_speech_timestamps``)."""
     d = TimestampOptions()
@@ -229,9 +295,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f",
         "--format",
-        choices=("json", "csv", "rttm"),
-        default="json",
-        help="output format (default: json)",
+        choices=("json", "csv", "rttm", "jsonl", "parquet"),
+        default=None,
+        help="output format (default: json); --ray writes jsonl, one record per file (its "
+        "default), or parquet (its default for -o *.parquet)",
     )
     parser.add_argument(
         "-o",
@@ -262,6 +329,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "8/16 kHz and multiples of 16 kHz only)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r = parser.add_argument_group("Ray (pip install 'caesura[ray]'; see caesura.ray)")
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="segment on a Ray cluster: --ray alone (after the paths) starts a local one; "
+        "--ray auto or --ray ray://HEAD:10001 connects to a running one (every node must "
+        "see the paths: a shared folder or URIs such as s3://bucket/prefix/)",
+    )
+    r.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="actors in the pool, one model each (default: 1 up to the cluster's CPUs)",
+    )
+    r.add_argument(
+        "--ray-batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="files an actor segments per batch, the unit Ray runs again when an actor dies "
+        "(default: 4)",
+    )
 
 
 @dataclass
@@ -418,8 +511,14 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _segment_file(path: Path, model: Any, compat: str | None, options: dict[str, Any]) -> _Result:
-    audio, sr = read_audio(path)
+def _segment_file(
+    path: Path,
+    model: Any,
+    compat: str | None,
+    options: dict[str, Any],
+    data: bytes | Callable[[], bytes] | None = None,
+) -> _Result:
+    audio, sr = read_audio(path, data() if callable(data) else data)
     if compat == "silero" and silero_decimation(sr) is None:
         raise UnsupportedSampleRateError(
             f"{path}: --compat silero takes 8000, 16000 Hz or multiples of 16000 Hz (like "
@@ -456,6 +555,44 @@ def _uri(rel: Path) -> str:
     return str(rel.with_suffix("")).replace(os.sep, "/").replace(" ", "_")
 
 
+def _segment_one(
+    path: Path,
+    model: Any,
+    compat: str | None,
+    options: dict[str, Any],
+    data: bytes | Callable[[], bytes] | None = None,
+) -> _Result | _Failure:
+    """Segment one file; a file that cannot be read or segmented is a failure."""
+    try:
+        return _segment_file(path, model, compat, options, data)
+    except (CaesuraError, OSError) as exc:
+        msg = str(exc)
+        prefix = f"{path}: "
+        why = msg[len(prefix) :] if msg.startswith(prefix) else msg
+        logger.debug("failed on %s", path, exc_info=True)
+        return _Failure(path, why)
+
+
+def segment_record(
+    path: str | os.PathLike[str],
+    options: SegmentOptions,
+    *,
+    model: SileroVAD | None = None,
+    data: bytes | Callable[[], bytes] | None = None,
+) -> dict[str, Any]:
+    """The record of one file in ``caesura segment``'s JSON ``files`` list.
+
+    ``{"path", "sample_rate", "duration_s", "speech_s", "segments": [{"start", "end",
+    "start_sample", "end_sample"}]}`` (seconds rounded to ms, samples at the file's rate), or
+    ``{"path", "error"}`` for a file that cannot be read or segmented -- this never raises for
+    a bad file. ``data``: the file's bytes (or a function reading them), when they do not come
+    from the local ``path``.
+    """
+    m = model if model is not None else SileroVAD.load()
+    p = Path(path)
+    return _file_record(_segment_one(p, m, options.compat, options.timestamp_options(), data))
+
+
 def _file_record(r: _Result | _Failure) -> dict[str, Any]:
     if isinstance(r, _Failure):
         return {"path": str(r.path), "error": r.error}
@@ -475,10 +612,7 @@ def _write(
     if fmt == "json":
         doc = {
             "caesura": __version__,
-            "options": {
-                k: (None if isinstance(v, float) and math.isinf(v) else v)
-                for k, v in options.items()
-            },
+            "options": _json_options(options),
             "files": [_file_record(r) for r in items],
         }
         json.dump(doc, out, indent=2)
@@ -528,34 +662,26 @@ def _iter_results(
             progress.message(f"caesura segment: {path}: {item.error}")
             yield _Failure(path, item.error)
             continue
-        try:
-            r = _segment_file(path, model, compat, options)
-        except (CaesuraError, OSError) as exc:
-            msg = str(exc)
-            prefix = f"{path}: "
-            why = msg[len(prefix) :] if msg.startswith(prefix) else msg
-            logger.debug("failed on %s", path, exc_info=True)
-            progress.message(f"caesura segment: {path}: {why}")
-            yield _Failure(path, why)
+        r = _segment_one(path, model, compat, options)
+        if isinstance(r, _Failure):
+            progress.message(f"caesura segment: {path}: {r.error}")
         else:
             r.uri = _uri(item.rel)
-            yield r
-        finally:
-            progress.update(path.name)
+        progress.update(path.name)
+        yield r
 
 
 def run(args: argparse.Namespace) -> int:
     """``caesura segment``: returns 0, or 1 when any input failed."""
-    options: dict[str, Any] = {
-        "threshold": args.threshold,
-        "min_speech_duration_ms": args.min_speech_ms,
-        "min_silence_duration_ms": args.min_silence_ms,
-        "speech_pad_ms": args.speech_pad_ms,
-        "max_speech_duration_s": args.max_speech_s,
-    }
-    if args.neg_threshold is not None:
-        options["neg_threshold"] = args.neg_threshold
-    TimestampOptions.from_kwargs(**options)  # bad options: InvalidOptionError, exit 2
+    seg_options = SegmentOptions.from_args(args)  # bad options: InvalidOptionError, exit 2
+    options = seg_options.timestamp_options()
+    if args.ray is not None:
+        from caesura.ray import run_cli  # noqa: PLC0415 (the ray extra)
+
+        return run_cli(args, seg_options)
+    args.format = args.format or "json"
+    if args.format not in ("json", "csv", "rttm"):
+        raise InvalidOptionError(f"-f {args.format} is a --ray format; add --ray")
 
     inputs, folder = _discover(args.paths)
     files = [i for i in inputs if i.error is None]
@@ -574,7 +700,11 @@ def run(args: argparse.Namespace) -> int:
     items: list[_Result | _Failure] = []
     try:
         for r in _iter_results(
-            inputs=inputs, model=model, compat=args.compat, options=options, progress=progress
+            inputs=inputs,
+            model=model,
+            compat=seg_options.compat,
+            options=options,
+            progress=progress,
         ):
             if out_dir is None:
                 items.append(r)
