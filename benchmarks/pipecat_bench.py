@@ -13,6 +13,10 @@
    against one decision of ``CaesuraTurnStopStrategy``'s scorer (the end-of-turn model over
    the transcript; the lexical fallback when the model is not installed), both on the same
    utterances of the AMI fixture, and the strategy's whole decision path on the event loop.
+3. One engine, one model: the scorer time of each decision made through the strategy (its
+   engine scores through ``EndOfTurnModel.stream()``; read from its ``TurnMetricsData``)
+   against the same dialogues through one ``EndOfTurnModel.stream()`` alone, and the RSS
+   added by one strategy and by four (the model is loaded once per process).
 
 Every number is measured here, in this process, on this machine; ratios are ours / Pipecat's.
 Runs on CPU with one onnxruntime thread per session (both sides), nothing downloaded.
@@ -332,7 +336,7 @@ def bench_decision_paths(
     awaits ``analyze_end_of_turn``); CaesuraTurnStopStrategy decides when the final transcript
     arrives (``process_frame(TranscriptionFrame)``: worker hop, engine, model, metrics)."""
     pcm = pcm_at("speech_16k.wav", 16000)[: 16000 * 2 * 2]  # a 2 s utterance
-    sil = b"\x00\x00" * 4800  # 0.3 s
+    sil = b"\x00\x00" * 9600  # 0.6 s: past min_delay, so the final transcript is decided at once
     step = 640
 
     def frames(data: bytes) -> list[InputAudioRawFrame]:
@@ -373,11 +377,70 @@ def bench_decision_paths(
                 TranscriptionFrame(TRANSCRIPTS[k % len(TRANSCRIPTS)], "u", "t", finalized=True)
             )
             out.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
+            decision = strategy.last_decision
+            SCORER_MS.append(decision.inference_ms if decision is not None else float("nan"))
             await strategy.handle_user_turn_stopped()
         await strategy.cleanup()
         return out
 
     return asyncio.run(theirs()), asyncio.run(ours())
+
+
+#: scorer time (ms) of each decision of the strategy in bench_decision_paths, in order
+SCORER_MS: list[float] = []
+
+
+def bench_stream_alone(scorer: object, decisions: int) -> list[float]:
+    """The dialogues the strategy's engine scored in bench_decision_paths (each user turn
+    after the earlier ones, up to ``max_history_turns``), through one stream alone."""
+    from caesura.turn import TurnOptions  # noqa: PLC0415
+
+    stream = scorer.stream()  # type: ignore[attr-defined]
+    keep = TurnOptions().max_history_turns - 1
+    history: list[dict[str, str]] = []
+    out = []
+    for k in range(decisions):
+        user = {"role": "user", "content": TRANSCRIPTS[k % len(TRANSCRIPTS)]}
+        turns = [*(history[-keep:] if keep > 0 else []), user]
+        t = time.perf_counter()
+        stream.predict(turns)
+        out.append((time.perf_counter() - t) * 1000)
+        history.append(user)
+    return out
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+_SHARING = """
+import json, sys
+sys.path.insert(0, {here!r})
+from pipecat_bench import _rss_mib
+from pipecat_caesura import CaesuraTurnStopStrategy
+before = _rss_mib()
+made = [CaesuraTurnStopStrategy()]
+one = _rss_mib()
+made += [CaesuraTurnStopStrategy() for _ in range({n} - 1)]
+print(json.dumps([before, one, _rss_mib(), len({{id(m.scorer) for m in made}})]))
+"""
+
+
+def bench_model_sharing(n: int) -> tuple[float, float, float, int]:
+    """(RSS before, after one strategy, after ``n`` strategies, distinct models) in MiB, in
+    a fresh process: strategies with the default scorer share its one EndOfTurnModel."""
+    import subprocess  # noqa: PLC0415
+
+    code = _SHARING.format(here=str(Path(__file__).resolve().parent), n=n)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    before, one, many, models = json.loads(out.strip().splitlines()[-1])
+    return float(before), float(one), float(many), int(models)
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,6 +542,32 @@ def main(argv: list[str] | None = None) -> int:
             "pipecat_smart_turn_strategy": {"wall_ms": tw, "cpu_ms": tc},
             "caesura_turn_stop_strategy": {"wall_ms": ow, "cpu_ms": oc},
         },
+    }
+    if hasattr(scorer, "stream") and SCORER_MS:
+        alone = bench_stream_alone(scorer, len(SCORER_MS))
+        sw, aw = statistics.median(SCORER_MS), statistics.median(alone)
+        print("scorer time per decision: through the strategy's engine vs one stream alone:")
+        print(
+            f"    {'CaesuraTurnStopStrategy (engine -> EndOfTurnModel.stream())':68} {sw:9.3f} ms"
+        )
+        print(f"    {'EndOfTurnModel.stream() alone, same dialogues':68} {aw:9.3f} ms")
+        print(f"    ratio strategy / alone: {sw / aw:.2f}x ({len(SCORER_MS)} decisions)")
+        results["end_of_turn"]["scorer_per_decision"] = {  # type: ignore[index]
+            "strategy_ms": sw,
+            "stream_alone_ms": aw,
+            "decisions": len(SCORER_MS),
+        }
+    before, one, many, models = bench_model_sharing(4)
+    print("memory: RSS with CaesuraTurnStopStrategy() instances (default scorer):")
+    print(
+        f"    before {before:.0f} MiB, one strategy +{one - before:.1f} MiB, four "
+        f"+{many - before:.1f} MiB; {models} end-of-turn model(s) loaded"
+    )
+    results["model_sharing"] = {
+        "rss_before_mib": before,
+        "rss_one_mib": one,
+        "rss_four_mib": many,
+        "models": models,
     }
     results["load_average"] = os.getloadavg()[0]
     if args.json is not None:
