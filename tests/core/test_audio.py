@@ -23,6 +23,7 @@ from caesura.audio import (
 from caesura.errors import (
     AudioDecodeError,
     InvalidAudioError,
+    InvalidOptionError,
     MissingDependencyError,
     UnsupportedSampleRateError,
 )
@@ -123,7 +124,10 @@ def test_pcm16_refuses_str():
 # ---------------------------------------------------------------------------- resampling
 
 
-@pytest.mark.parametrize(("src", "dst"), [(48000, 16000), (44100, 16000), (24000, 16000)])
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [(48000, 16000), (44100, 16000), (24000, 16000), (8000, 16000), (11025, 16000), (16000, 8000)],
+)
 def test_resampler_chunking_invariant(src, dst):
     x = (RNG.standard_normal(src) * 0.1).astype(np.float32)
     whole = Resampler(src, dst)
@@ -164,6 +168,105 @@ def test_resampler_keeps_in_band_tone_aligned():
     y = np.concatenate([r.process(tone), r.flush()])
     t16 = np.arange(len(y)) / 16000
     np.testing.assert_allclose(y[500:-500], np.sin(2 * np.pi * 440 * t16)[500:-500], atol=2e-3)
+
+
+STREAM_RATES = [8000, 24000, 44100, 48000]
+
+
+def _stream_chunks(r: Resampler, x: np.ndarray, chunk: int) -> tuple[np.ndarray, list[float]]:
+    """Feed x in chunks; the output and, after each chunk, input time fed minus output time
+    emitted (s): the audio the resampler still holds back."""
+    outs, held, emitted = [], [], 0
+    for i in range(0, len(x), chunk):
+        y = r.process(x[i : i + chunk])
+        outs.append(y)
+        emitted += y.size
+        held.append(min(i + chunk, len(x)) / r.in_rate - emitted / r.out_rate)
+    outs.append(r.flush())
+    return np.concatenate(outs), held
+
+
+def _xcorr_lag_s(got: np.ndarray, ref: np.ndarray, rate: int) -> float:
+    n = min(len(got), len(ref))
+    size = 1 << (2 * n - 1).bit_length()
+    xc = np.fft.irfft(np.fft.rfft(got[:n], size) * np.conj(np.fft.rfft(ref[:n], size)), size)
+    m = rate // 10
+    lags = np.r_[np.arange(0, m + 1), np.arange(-m, 0)]
+    return float(lags[int(np.argmax(np.r_[xc[: m + 1], xc[-m:]]))]) / rate
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 20])
+@pytest.mark.parametrize("src", STREAM_RATES)
+def test_resampler_delay_at_most_5ms(src, chunk_ms):
+    # clicks at irregular times; delay = where the output puts them (cross-correlation with
+    # the offline resample: the timeline shift) + what is held back after each chunk
+    rng = np.random.default_rng(src + chunk_ms)
+    x = np.zeros(2 * src, dtype=np.float32)
+    x[(rng.uniform(0.05, 1.95, size=40) * src).astype(int)] = 0.5
+    r = Resampler(src, 16000)
+    got, held = _stream_chunks(r, x, src * chunk_ms // 1000)
+    lag = _xcorr_lag_s(got, resample(x, src, 16000), 16000)
+    assert abs(lag) <= 1 / 16000
+    assert max(held) + lag <= 0.005
+    assert r.latency_ms == 4.0
+
+
+def _tone_through(src: int, freq: float, chunk_ms: int = 20) -> np.ndarray:
+    t = np.arange(src) / src
+    tone = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    y, _ = _stream_chunks(Resampler(src, 16000), tone, src * chunk_ms // 1000)
+    return y[1600:14400].astype(np.float64)  # the steady part
+
+
+def _fit(y: np.ndarray, freq: float) -> tuple[float, np.ndarray]:
+    t = (np.arange(len(y)) + 1600) / 16000
+    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
+    return float(np.hypot(*coef)), y - basis @ coef
+
+
+@pytest.mark.parametrize("src", STREAM_RATES)
+def test_resampler_passband_flat_and_no_images(src):
+    edge = 0.85 * min(src, 16000) / 2  # 3.4 kHz at 8 kHz input, 6.8 kHz otherwise
+    for freq in np.geomspace(100.0, edge, 6):
+        amp, rest = _fit(_tone_through(src, freq), freq)
+        assert abs(20 * np.log10(amp / 0.5)) < 0.05, freq
+        # what is left is images (upsampling) or nothing: 80 dB below the tone
+        assert 20 * np.log10(np.sqrt(np.mean(rest**2)) / (0.5 / np.sqrt(2))) < -75, freq
+
+
+@pytest.mark.parametrize("src", [24000, 44100, 48000])
+def test_resampler_aliasing_down(src):
+    # tones above 8 kHz whose aliases would land in the passband (<= 6.8 kHz)
+    for freq in np.linspace(9200.0, 0.98 * src / 2, 6):
+        y = _tone_through(src, freq)
+        assert 20 * np.log10(np.sqrt(np.mean(y**2)) / (0.5 / np.sqrt(2))) < -75, freq
+
+
+@pytest.mark.parametrize("src", STREAM_RATES)
+def test_resampler_matches_offline_in_band(src):
+    rng = np.random.default_rng(src)
+    t = np.arange(src) / src
+    freqs = rng.uniform(100.0, 0.85 * min(src, 16000) / 2, 30)
+    x = (0.02 * np.sin(2 * np.pi * freqs[:, None] * t + rng.uniform(0, 6.3, (30, 1)))).sum(0)
+    x = x.astype(np.float32)
+    y, _ = _stream_chunks(Resampler(src, 16000), x, src // 100)
+    ref = resample(x, src, 16000)
+    assert len(y) == len(ref)
+    err = (y - ref)[1600:-1600].astype(np.float64)
+    snr = 10 * np.log10(np.sum(ref[1600:-1600].astype(np.float64) ** 2) / np.sum(err**2))
+    assert snr > 60
+
+
+def test_resampler_same_rate_and_options():
+    x = RNG.standard_normal(1000).astype(np.float32)
+    r = Resampler(16000, 16000)
+    np.testing.assert_array_equal(r.process(x), x)
+    assert r.flush().size == 0
+    assert Resampler(48000, 16000, latency_ms=2).latency_ms == 2.0
+    for bad in (0.5, 100, "4", True):
+        with pytest.raises(InvalidOptionError, match="latency_ms"):
+            Resampler(48000, 16000, latency_ms=bad)  # type: ignore[arg-type]
 
 
 def test_resample_whole_array():

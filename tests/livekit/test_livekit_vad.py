@@ -18,6 +18,7 @@ from livekit.agents import Plugin
 from livekit.agents.vad import VADEvent, VADEventType
 from lk_harness import LK_RATE, frame_pcm, to_frames
 
+from caesura.audio import resample
 from caesura.errors import CaesuraError, InvalidOptionError
 from caesura.vad import VADBatcher
 from caesura.vad.batching import MAX_BATCH_DELAY
@@ -531,3 +532,30 @@ def test_readme_quotes_the_measured_differences_from_the_silero_plugin():
     ends_ours, ends_theirs = times(speech["caesura"], "END"), times(speech["silero"], "END")
     assert f"`END_OF_SPEECH` at {' s and '.join(ends_ours)} s here" in readme
     assert f"at {' s and '.join(ends_theirs)} s with the silero plugin" in readme
+
+
+def test_8khz_frames_run_the_8khz_model_without_upsampling(speech_pcm):
+    # the default sample_rate=16000 is the model rate for other input rates; 8 kHz frames
+    # (telephony) run the 8 kHz model directly instead of being upsampled to 16 kHz
+    x8 = resample(speech_pcm.astype(np.float32) / 32768, LK_RATE, 8000)
+    pcm8 = np.round(x8 * 32767).astype(np.int16)
+    vad = caesura.VAD.load()
+    frames = [
+        rtc.AudioFrame(
+            data=pcm8[i : i + 160].tobytes(),
+            sample_rate=8000,
+            num_channels=1,
+            samples_per_channel=pcm8[i : i + 160].size,
+        )
+        for i in range(0, pcm8.size, 160)
+    ]
+    events = run(collect(vad, frames))
+    inf = [e for e in events if e.type == INF]
+    assert [e.samples_index for e in inf[:3]] == [256, 512, 768]  # 8 kHz windows
+    assert inf[0].frames[0].samples_per_channel == 256
+    expected = vad.core_model.probabilities(pcm8, 8000)
+    np.testing.assert_array_equal(
+        np.array([e.probability for e in inf], dtype=np.float32), expected[: len(inf)]
+    )
+    check_paired(events)
+    assert len([e for e in events if e.type == SOS]) >= 2

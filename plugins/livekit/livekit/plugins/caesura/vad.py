@@ -7,7 +7,8 @@ speech) are made by :class:`caesura.vad.segmenter.Segmenter`, exactly as in the 
 module only converts frames, maps events and crosses the async boundary:
 
 * audio frames at any rate (RoomIO sends 24 kHz, 50 ms) go to the core stream, which
-  resamples them (soxr, anti-aliased) to the model rate;
+  resamples them (anti-aliased, 4 ms delay) to the model rate; 8 kHz frames run the 8 kHz
+  model directly;
 * inference runs on one thread per model, batched across every stream of the process by the
   core's :class:`caesura.vad.VADBatcher` (awaited through ``asyncio.wrap_future``), never on
   the event loop;
@@ -149,7 +150,9 @@ class VAD(vad.VAD):
             activation_threshold: probability at or above which a window is speech.
             deactivation_threshold: while speaking, probability below which a window is
                 silence; ``None`` means ``max(activation_threshold - 0.15, 0.01)``.
-            sample_rate: the model rate, 16000 or 8000 Hz (input frames may have any rate).
+            sample_rate: the model rate, 16000 or 8000 Hz, for input frames at any rate but
+                8 kHz; 8 kHz frames always run the 8 kHz model (no upsampling, and it scores
+                8 kHz speech better).
             force_cpu: accepted for drop-in compatibility; caesura always runs on CPU.
             onnx_file_path: a Silero v6.2 ONNX export of your own (verified on load);
                 default: the bundled, sha256-checked model.
@@ -175,8 +178,8 @@ class VAD(vad.VAD):
         opts.segmenter_options()  # validate before loading anything
         if not force_cpu:
             logger.debug("force_cpu=False ignored: caesura's VAD runs on CPU, batched")
-        rates = (16000, 8000) if sample_rate == 8000 else (16000,)
-        model = SileroVAD.load(onnx_file_path, sample_rates=rates)
+        # both rates: 8 kHz input runs the 8 kHz model whatever sample_rate says
+        model = SileroVAD.load(onnx_file_path, sample_rates=(16000, 8000))
         return cls(model=model, opts=opts)
 
     def __init__(self, *, model: SileroVAD, opts: _VADOptions) -> None:
@@ -308,6 +311,7 @@ class VADStream(vad.VADStream):
         self._core: CoreStream | None = None
         self._resampler: Resampler | None = None  # only for 8 kHz inference of other rates
         self._input_rate = 0
+        self._model_rate = opts.sample_rate  # 8000 for 8 kHz input (set when it opens)
         self._audio = _InputAudio()
         self._segment_audio_start: int | None = None  # model-rate start of the open segment
         self._extra_inference_time = 0.0
@@ -341,7 +345,7 @@ class VADStream(vad.VADStream):
 
     def _to_input(self, model_sample: int) -> int:
         """Model-rate sample index -> input-rate sample index (the resampler is delay-free)."""
-        return round(model_sample * self._input_rate / self._opts.sample_rate)
+        return round(model_sample * self._input_rate / self._model_rate)
 
     def _frame(self, model_start: int, model_end: int) -> rtc.AudioFrame:
         pcm = self._audio.slice(self._to_input(model_start), self._to_input(model_end))
@@ -362,14 +366,23 @@ class VADStream(vad.VADStream):
             o = self._opts
             lookback = o.prefix_padding_duration + o.min_speech_duration + o.min_silence_duration
             win = self._segmenter.window_size
-            keep = pos - math.ceil(lookback * o.sample_rate) - 3 * win
+            keep = pos - math.ceil(lookback * self._model_rate) - 3 * win
         self._audio.trim_before(self._to_input(max(0, keep)))
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     def _open(self, input_rate: int) -> None:
         self._input_rate = input_rate
-        model_rate = self._opts.sample_rate
+        # 8 kHz input runs the 8 kHz model rather than being upsampled to 16 kHz
+        model_rate = 8000 if input_rate == 8000 else self._opts.sample_rate
+        if model_rate != self._model_rate:
+            self._model_rate = model_rate
+            self._segmenter = Segmenter(
+                self._opts.segmenter_options(),
+                sample_rate=model_rate,
+                keep_audio=False,
+                window_events=True,
+            )
         if model_rate == 8000 and input_rate != 8000:
             # the core resamples other rates to 16 kHz; 8 kHz inference was asked for
             self._resampler = Resampler(input_rate, 8000)
@@ -444,7 +457,7 @@ class VADStream(vad.VADStream):
         if probs.size == 0:
             return
         per_window = latency / probs.size
-        window_s = self._segmenter.window_size / self._opts.sample_rate
+        window_s = self._segmenter.window_size / self._model_rate
         self._extra_inference_time = max(
             0.0, self._extra_inference_time + latency - probs.size * window_s
         )
