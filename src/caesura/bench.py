@@ -116,6 +116,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             "silero-vad (torch) for the peer",
         ),
         Benchmark(
+            "resampler_delay",
+            "Streaming resampler: added delay before (soxr HQ) and after, quality against the"
+            " offline resample",
+        ),
+        Benchmark(
             "livekit_vad",
             "LiveKit plugin: CPU per stream-second against livekit-plugins-silero",
             "livekit-agents and livekit-plugins-silero",
