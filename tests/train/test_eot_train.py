@@ -450,6 +450,9 @@ def test_onnx_matches_pytorch(trained: Path, synthetic_data: Path, tmp_path: Pat
         assert key in cfg["threshold_rule"]
     assert cfg["metrics"]["onnx_fp32_max_abs_diff"] < 1e-4
     assert cfg["metrics"]["onnx_int8_max_abs_diff"] < 0.05
+    # the stage-1 checkpoint beside it gives the card its step count
+    assert cfg["stage1_steps"] == 6
+    assert "6 stage-1 steps in all" in (out / "MODEL_CARD.md").read_text()
     from tokenizers import Tokenizer  # noqa: PLC0415
 
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))

@@ -42,6 +42,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The name the export gives the model (config.json, model card, benchmark headers).
+MODEL_NAME = "caesura-eot-en-v2.1"
+
 PACKAGE_ASSETS = Path(__file__).resolve().parent.parent / "eot" / "assets"
 ASSET_FILES = ("model.onnx", "tokenizer.json", "config.json")
 
@@ -392,7 +395,7 @@ def export_and_validate(
     config = {
         "format": "caesura-eot",
         "version": 1,
-        "name": "caesura-eot-en-v2",
+        "name": MODEL_NAME,
         "context": mcfg.context,
         "read_tokens": read,
         "window_hop": window_hop,
@@ -411,6 +414,10 @@ def export_and_validate(
         " embedding table; output projection kept fp32)",
         "metrics": metrics,
     }
+    stage1 = Path(checkpoint).parent / "last.pt"  # the recipe's stage-1 checkpoint, if beside
+    if stage1.is_file():
+        s1 = torch.load(stage1, map_location="cpu", weights_only=False)
+        config["stage1_steps"] = int(s1.get("total_step", s1.get("step", 0)))
     (out / "config.json").write_text(json.dumps(config, indent=1))
     sums = write_assets(
         out, onnx_path=int8, tokenizer_path=tokenizer_path, config=config, card=model_card(config)
