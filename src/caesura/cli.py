@@ -359,7 +359,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class _Result:
-    path: Path
+    path: Path | str  # str: a name kept as given (a URI)
     uri: str
     sample_rate: int
     num_samples: int
@@ -512,7 +512,7 @@ class _Progress:
 
 
 def _segment_file(
-    path: Path,
+    path: Path | str,
     model: Any,
     compat: str | None,
     options: dict[str, Any],
@@ -528,14 +528,14 @@ def _segment_file(
         )
     segs = speech_timestamps(audio, sr, compat=compat, model=model, **options)  # type: ignore[arg-type]
     # silero's compat mode scales decimated rates back by `step`; all results are input samples
-    return _Result(path, path.stem, sr, int(audio.size), segs)
+    return _Result(path, Path(path).stem, sr, int(audio.size), segs)
 
 
 @dataclass(frozen=True)
 class _Failure:
     """An input that could not be segmented (it is listed, with its error, in JSON)."""
 
-    path: Path
+    path: Path | str
     error: str
 
 
@@ -556,7 +556,7 @@ def _uri(rel: Path) -> str:
 
 
 def _segment_one(
-    path: Path,
+    path: Path | str,
     model: Any,
     compat: str | None,
     options: dict[str, Any],
@@ -589,7 +589,7 @@ def segment_record(
     from the local ``path``.
     """
     m = model if model is not None else SileroVAD.load()
-    p = Path(path)
+    p = os.fspath(path)  # as given: Path() would turn s3://b/k into s3:/b/k
     return _file_record(_segment_one(p, m, options.compat, options.timestamp_options(), data))
 
 
@@ -713,7 +713,7 @@ def run(args: argparse.Namespace) -> int:
                 items.append(r)
                 if r.path not in targets or args.format != "json":
                     continue  # a missing path has no output; CSV / RTTM cannot hold an error
-            target = targets[r.path]
+            target = targets[Path(r.path)]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(_render([r], args.format, options), encoding="utf-8")
     finally:

@@ -149,7 +149,7 @@ def _is_uri(path: str) -> bool:
     return bool(sep) and scheme.isidentifier() and len(scheme) > 1
 
 
-class _Segmenter:
+class _SegmenterBase:
     """A pool actor: one model, loaded once; segments batch after batch with it."""
 
     def __init__(self, options: SegmentOptions) -> None:
@@ -194,6 +194,17 @@ class _Segmenter:
         return self._pa.Table.from_pylist(rows, schema=self._schema)
 
 
+def _segmenter(options: SegmentOptions) -> type[_SegmenterBase]:
+    """The actor class, the options built in: constructor arguments would live in Ray's object
+    store, and an actor restarted after they were released hangs (ray-project/ray#53727)."""
+
+    class _Segmenter(_SegmenterBase):
+        def __init__(self) -> None:
+            super().__init__(options)
+
+    return _Segmenter
+
+
 def segment_dataset(
     ds: Dataset,
     options: SegmentOptions | None = None,
@@ -217,8 +228,7 @@ def segment_dataset(
         cpus = max(1, int(_require("ray").cluster_resources().get("CPU", 1)))
         compute = ray_data.ActorPoolStrategy(min_size=1, max_size=cpus)
     result: Dataset = ds.map_batches(
-        _Segmenter,
-        fn_constructor_kwargs={"options": opts},
+        _segmenter(opts),
         batch_size=ropts.batch_size,
         batch_format="pyarrow",
         compute=compute,
