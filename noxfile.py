@@ -34,6 +34,8 @@ SUITES = {
         [".[test,files]", "-e", "plugins/pipecat", f"{PIPECAT}"],
         ["tests/pipecat", "tests/docs/test_quickstarts.py", "tests/docs/test_examples.py"],
     ),
+    # caesura.ray on a local Ray cluster the tests start with num_cpus=2 (about 40 s)
+    "ray": ([".[test,files,ray]"], ["tests/ray"]),
 }
 
 
