@@ -329,8 +329,9 @@ async def _setup_strategy(strategy: object) -> None:
 
 def bench_decision_paths(
     scorer: object, repeats: int
-) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """The whole decision on the event loop, as each stop strategy makes it, on the same
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]], list[float]]:
+    """(Pipecat's decisions, ours, our scorer time per decision in ms): the whole decision on
+    the event loop, as each stop strategy makes it, on the same
     utterance audio: Pipecat's TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)
     decides when VAD reports the stop (``process_frame(VADUserStoppedSpeakingFrame)``, which
     awaits ``analyze_end_of_turn``); CaesuraTurnStopStrategy decides when the final transcript
@@ -364,6 +365,8 @@ def bench_decision_paths(
         await strategy.cleanup()
         return out
 
+    scorer_ms: list[float] = []
+
     async def ours() -> list[tuple[float, float]]:
         strategy = CaesuraTurnStopStrategy(scorer=scorer)
         await _setup_strategy(strategy)
@@ -378,16 +381,12 @@ def bench_decision_paths(
             )
             out.append(((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000))
             decision = strategy.last_decision
-            SCORER_MS.append(decision.inference_ms if decision is not None else float("nan"))
+            scorer_ms.append(decision.inference_ms if decision is not None else float("nan"))
             await strategy.handle_user_turn_stopped()
         await strategy.cleanup()
         return out
 
-    return asyncio.run(theirs()), asyncio.run(ours())
-
-
-#: scorer time (ms) of each decision of the strategy in bench_decision_paths, in order
-SCORER_MS: list[float] = []
+    return asyncio.run(theirs()), asyncio.run(ours()), scorer_ms
 
 
 def bench_stream_alone(scorer: object, decisions: int) -> list[float]:
@@ -524,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         f"    ratio caesura / smart-turn: wall {ours_wall / smart_wall:.3f}x, "
         f"cpu {ours_cpu / max(smart_cpu, 1e-9):.3f}x"
     )
-    theirs_path, ours_path = bench_decision_paths(scorer, max(1, args.repeats // 2))
+    repeats = max(1, args.repeats // 2)
+    theirs_path, ours_path, scorer_ms = bench_decision_paths(scorer, repeats)
     tw = statistics.median(p[0] for p in theirs_path)
     tc = statistics.median(p[1] for p in theirs_path)
     ow = statistics.median(p[0] for p in ours_path)
@@ -543,19 +543,19 @@ def main(argv: list[str] | None = None) -> int:
             "caesura_turn_stop_strategy": {"wall_ms": ow, "cpu_ms": oc},
         },
     }
-    if hasattr(scorer, "stream") and SCORER_MS:
-        alone = bench_stream_alone(scorer, len(SCORER_MS))
-        sw, aw = statistics.median(SCORER_MS), statistics.median(alone)
+    if hasattr(scorer, "stream") and scorer_ms:
+        alone = bench_stream_alone(scorer, len(scorer_ms))
+        sw, aw = statistics.median(scorer_ms), statistics.median(alone)
         print("scorer time per decision: through the strategy's engine vs one stream alone:")
         print(
             f"    {'CaesuraTurnStopStrategy (engine -> EndOfTurnModel.stream())':68} {sw:9.3f} ms"
         )
         print(f"    {'EndOfTurnModel.stream() alone, same dialogues':68} {aw:9.3f} ms")
-        print(f"    ratio strategy / alone: {sw / aw:.2f}x ({len(SCORER_MS)} decisions)")
+        print(f"    ratio strategy / alone: {sw / aw:.2f}x ({len(scorer_ms)} decisions)")
         results["end_of_turn"]["scorer_per_decision"] = {  # type: ignore[index]
             "strategy_ms": sw,
             "stream_alone_ms": aw,
-            "decisions": len(SCORER_MS),
+            "decisions": len(scorer_ms),
         }
     before, one, many, models = bench_model_sharing(4)
     print("memory: RSS with CaesuraTurnStopStrategy() instances (default scorer):")

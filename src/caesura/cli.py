@@ -224,6 +224,28 @@ def add_vad_options(
         )
 
 
+#: The dests of :func:`add_vad_options`' flags (the option names of ``SegmentOptions`` and
+#: the server's ``StreamOptions`` too).
+VAD_OPTION_DESTS = (
+    "threshold",
+    "neg_threshold",
+    "min_speech_ms",
+    "min_silence_ms",
+    "speech_pad_ms",
+    "max_speech_s",
+)
+
+
+def vad_option_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The values of :func:`add_vad_options`' flags in a parsed command line, by dest."""
+    return {dest: getattr(args, dest) for dest in VAD_OPTION_DESTS}
+
+
+def output_is_dir(output: str | None) -> bool:
+    """Whether ``-o OUTPUT`` names a folder (an existing one, or a path ending in a slash)."""
+    return output is not None and (Path(output).is_dir() or output.endswith(("/", os.sep)))
+
+
 _TS = TimestampOptions()
 
 
@@ -255,15 +277,7 @@ class SegmentOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SegmentOptions:
         """The options of a parsed ``caesura segment`` command line."""
-        return cls(
-            threshold=args.threshold,
-            neg_threshold=args.neg_threshold,
-            min_speech_ms=args.min_speech_ms,
-            min_silence_ms=args.min_silence_ms,
-            speech_pad_ms=args.speech_pad_ms,
-            max_speech_s=args.max_speech_s,
-            compat=args.compat,
-        )
+        return cls(**vad_option_values(args), compat=args.compat)
 
     def timestamp_options(self) -> dict[str, Any]:
         """:func:`~caesura.vad.offline.speech_timestamps`' keyword options (``neg_threshold``
@@ -688,9 +702,7 @@ def run(args: argparse.Namespace) -> int:
     ext = {"json": ".json", "csv": ".csv", "rttm": ".rttm"}[args.format]
     out_dir: Path | None = None
     targets: dict[Path, Path] = {}
-    if args.output is not None and (
-        Path(args.output).is_dir() or args.output.endswith(("/", os.sep))
-    ):
+    if output_is_dir(args.output):
         out_dir = Path(args.output)
         targets = _output_targets(inputs, out_dir, ext)  # refuses before writing anything
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from caesura._version import __version__
 from caesura.audio import AUDIO_SUFFIXES
-from caesura.cli import SegmentOptions, _discover, segment_record
+from caesura.cli import SegmentOptions, _discover, output_is_dir, segment_record
 from caesura.errors import InvalidOptionError, MissingDependencyError
 from caesura.vad.model import SileroVAD
 
@@ -362,9 +362,7 @@ def run_cli(args: argparse.Namespace, options: SegmentOptions) -> int:
         fmt = "parquet" if str(args.output or "").endswith(".parquet") else "jsonl"
     if fmt not in ("jsonl", "parquet"):
         raise InvalidOptionError(f"--ray writes -f jsonl or -f parquet, not -f {fmt}")
-    if args.output is not None and (
-        Path(args.output).is_dir() or args.output.endswith(("/", os.sep))
-    ):
+    if output_is_dir(args.output):
         raise InvalidOptionError("--ray writes one file: give -o FILE, not a folder")
     if fmt == "parquet" and args.output is None:
         raise InvalidOptionError("-f parquet needs -o FILE.parquet")

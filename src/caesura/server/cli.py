@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from caesura.cli import DefaultsHelpFormatter, add_vad_options
+from caesura.cli import DefaultsHelpFormatter, add_vad_options, vad_option_values
 from caesura.errors import CaesuraError, InvalidOptionError, MissingDependencyError
 from caesura.server.config import DEFAULT_LISTEN, ServerConfig, StreamOptions, parse_listen
 
@@ -110,12 +110,7 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str] | None = None
     if args.token:
         overrides["token"] = args.token
     stream = StreamOptions(
-        threshold=args.threshold,
-        neg_threshold=args.neg_threshold,
-        min_speech_ms=args.min_speech_ms,
-        min_silence_ms=args.min_silence_ms,
-        speech_pad_ms=args.speech_pad_ms,
-        max_speech_s=args.max_speech_s,
+        **vad_option_values(args),
         eot_threshold=args.eot_threshold,
         turn=not args.no_turn,
     )

@@ -385,12 +385,12 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
             self._vad_user_speaking = True
             self._ensure_clock()
             if not self._audio_seen:
-                await self._external_start()
+                await self._external_speech_edge(True)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._vad_user_speaking = False
             self._ensure_clock()
             if self._external_speech:
-                await self._external_end(float(getattr(frame, "stop_secs", 0.0) or 0.0))
+                await self._external_speech_edge(False, float(frame.stop_secs or 0.0))
             await self._maybe_trigger()
         elif isinstance(frame, BotStartedSpeakingFrame):
             await self._run(lambda e: e.set_agent_speaking(True))
@@ -434,33 +434,23 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
         t0, s0 = self._anchor
         return s0 + int((time.monotonic() - t0) * self._engine.sample_rate)
 
-    async def _external_start(self) -> None:
-        """Pipecat's VAD heard speech while no audio reaches the engine: the engine's
-        external speech start (its speech confirmation was Pipecat's)."""
+    async def _external_speech_edge(self, speaking: bool, stop_secs: float = 0.0) -> None:
+        """Pipecat's VAD heard speech start (or end, ``stop_secs`` ago: its hangover) while no
+        audio reaches the engine: the engine's external speech start / end, after letting
+        wall time pass on its clock."""
         target = self._clock_target()
 
-        def start(e: TurnEngine, t: int | None = target) -> list[TurnEvent]:
+        def edge(e: TurnEngine, t: int | None = target) -> list[TurnEvent]:
             events = e.advance(t) if t is not None else []
-            if e.phase is not TurnPhase.SPEAKING:
+            if speaking and e.phase is not TurnPhase.SPEAKING:
                 self._external_speech = True
                 events += e.push_speech_start()
+            elif not speaking and self._external_speech:
+                self._external_speech = False
+                events += e.push_speech_end(max(0, e.sample - int(stop_secs * e.sample_rate)))
             return events
 
-        await self._run(start)
-
-    async def _external_end(self, stop_secs: float) -> None:
-        """Pipecat's VAD decided the speech ended ``stop_secs`` ago (its hangover)."""
-        target = self._clock_target()
-
-        def end(e: TurnEngine, t: int | None = target) -> list[TurnEvent]:
-            events = e.advance(t) if t is not None else []
-            if not self._external_speech:
-                return events
-            self._external_speech = False
-            at = max(0, e.sample - int(stop_secs * e.sample_rate))
-            return events + e.push_speech_end(at)
-
-        await self._run(end)
+        await self._run(edge)
 
     def _ensure_clock(self) -> None:
         if self._clock_task is None and self._task_manager is not None:
@@ -497,7 +487,7 @@ class CaesuraTurnStopStrategy(BaseUserTurnStopStrategy):
                     and self._vad_user_speaking
                     and self._phase is not TurnPhase.SPEAKING
                 ):
-                    await self._external_start()
+                    await self._external_speech_edge(True)
                     continue
                 target = self._clock_target()
                 if target is None:
