@@ -94,7 +94,7 @@ _SPAN = re.compile(r"`(pip install [^`]+)`")
 _REQ = re.compile(r"([A-Za-z0-9_.-]+)(?:\[([\w,-]+)\])?([<>=!~].*)?")
 
 
-def _norm(name: str) -> str:
+def norm_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -102,7 +102,7 @@ def our_distributions() -> dict[str, Path]:
     """Our distribution names -> their project folders (the root and plugins/*)."""
     out = {}
     for pp in (ROOT / "pyproject.toml", *sorted(ROOT.glob("plugins/*/pyproject.toml"))):
-        out[_norm(tomllib.loads(pp.read_text(encoding="utf-8"))["project"]["name"])] = pp.parent
+        out[norm_name(tomllib.loads(pp.read_text(encoding="utf-8"))["project"]["name"])] = pp.parent
     return out
 
 
@@ -152,7 +152,7 @@ def parse_install(text: str, *, runnable: bool = True) -> InstallLine:
         m = _REQ.fullmatch(arg)
         if m is None:
             raise ValueError(f"cannot read the requirement {arg!r} in {text!r}")
-        name = _norm(m.group(1))
+        name = norm_name(m.group(1))
         if name in ours:
             named += [name + (f"[{e}]" if e else "") for e in _extras(m.group(2))]
         else:

@@ -23,7 +23,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from newcomer import parse_install
+from newcomer import free_port, norm_name, parse_install
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -128,18 +127,14 @@ def _known_distributions() -> dict[str, set[str]]:
     deps: list[str] = []
     for pp in (ROOT / "pyproject.toml", *ROOT.glob("plugins/*/pyproject.toml")):
         project = tomllib.loads(pp.read_text())["project"]
-        known[_norm(project["name"])] = set(project.get("optional-dependencies", {}))
+        known[norm_name(project["name"])] = set(project.get("optional-dependencies", {}))
         deps += project.get("dependencies", [])
         for extra in project.get("optional-dependencies", {}).values():
             deps += extra
     for d in deps:
-        name = _norm(re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0])
+        name = norm_name(re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0])
         known.setdefault(name, set())
     return known
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_pip_blocks_name_real_distributions_and_extras() -> None:
@@ -167,7 +162,7 @@ def test_pip_blocks_name_real_distributions_and_extras() -> None:
                     if m.group(2):
                         assert m.group(2) in known[m.group(1)], f"{b.where}: no extra {req!r}"
                 for req in line.others:
-                    name = _norm(re.split(r"[\[<>=!~]", req, maxsplit=1)[0])
+                    name = norm_name(re.split(r"[\[<>=!~]", req, maxsplit=1)[0])
                     assert name in known, f"{b.where}: {req!r} is not ours nor a dependency"
                 seen += 1
     assert seen >= 5
@@ -185,12 +180,6 @@ def _missing(env: str) -> str | None:
         except (ImportError, ValueError):
             return why
     return None
-
-
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -290,7 +279,7 @@ def test_page_runs(page: str, workdir: Path) -> None:
         and importlib.util.find_spec("matplotlib") is None
     ):
         pytest.skip(f"docs/{page}: needs caesura[bench] (matplotlib) for --plot")
-    port = _free_port()
+    port = str(free_port())
     namespace: dict[str, object] = {"__name__": "__docs__"}
     with contextlib.ExitStack() as stack:
         for b in page_blocks:
